@@ -1,0 +1,34 @@
+"""Publish Python logs to Apache Kafka as LogTide-native JSON events, never blocking the app.
+
+Three ways in, one shared non-blocking producer per configuration:
+
+* :class:`KafkaHandler`, a :class:`logging.Handler` (also from ``dictConfig``);
+* :func:`send_log`, a direct call;
+* the structlog processor (``logtide_kafka.structlog``, with the ``structlog`` extra).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from logtide_kafka._direct import configure, flush, send_log, stats
+from logtide_kafka.producer import LogProducer, ProducerStats, close_all, get_producer
+from logtide_kafka.stdlib import KafkaHandler
+
+try:
+    __version__ = version("logtide-kafka")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "KafkaHandler",
+    "LogProducer",
+    "ProducerStats",
+    "__version__",
+    "close_all",
+    "configure",
+    "flush",
+    "get_producer",
+    "send_log",
+    "stats",
+]

@@ -1,0 +1,200 @@
+"""The LogTide-native event: building it from parts and encoding it to JSON bytes.
+
+Every Kafka message value is one JSON object that LogTide's ``POST /api/v1/ingest`` accepts
+as a log entry as it is (see ``docs/event-schema.md``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+__all__ = [
+    "HOSTNAME",
+    "MAX_SERVICE_LEN",
+    "encode_event",
+    "format_time",
+    "level_name",
+    "make_event",
+    "normalize_level",
+    "normalize_service",
+    "safe_str",
+]
+
+MAX_SERVICE_LEN: Final = 100
+EMPTY_MESSAGE: Final = "(empty message)"
+UNKNOWN_SERVICE: Final = "unknown"
+HOSTNAME: Final = socket.gethostname()
+
+_LEVELS: Final = ((50, "critical"), (40, "error"), (30, "warn"), (20, "info"))
+_NAMED_LEVELS: Final = {
+    "debug": "debug",
+    "trace": "debug",
+    "info": "info",
+    "notice": "info",
+    "warn": "warn",
+    "warning": "warn",
+    "error": "error",
+    "err": "error",
+    "exception": "error",
+    "critical": "critical",
+    "crit": "critical",
+    "fatal": "critical",
+    "alert": "critical",
+    "emergency": "critical",
+}
+_HEX16: Final = re.compile(r"[0-9a-f]{16}")
+_HEX32: Final = re.compile(r"[0-9a-f]{32}")
+# Nesting deeper than this is cut while repairing, well inside orjson's own 254-level limit.
+_MAX_DEPTH: Final = 32
+
+
+def level_name(levelno: int) -> str:
+    """Map a numeric stdlib level to a LogTide level, rounding custom levels down."""
+    for floor, name in _LEVELS:
+        if levelno >= floor:
+            return name
+    return "debug"
+
+
+def normalize_level(level: str | int) -> tuple[str, bool]:
+    """Return ``(logtide_level, known)`` for a level given as a name or a number.
+
+    Names are case-insensitive and accept the usual aliases (``warning``, ``fatal``…).
+    An unknown name maps to ``info`` with ``known`` false, so callers can keep the original.
+    """
+    if isinstance(level, int) and not isinstance(level, bool):
+        return level_name(level), True
+    name = _NAMED_LEVELS.get(str(level).strip().lower())
+    if name is None:
+        return "info", False
+    return name, True
+
+
+def normalize_service(service: object) -> str:
+    """Coerce a service name to LogTide's 1-100 characters (``unknown`` when empty)."""
+    text = service if isinstance(service, str) else safe_str(service)
+    text = text.strip()
+    if not text:
+        return UNKNOWN_SERVICE
+    return text[:MAX_SERVICE_LEN]
+
+
+_second: int = -1
+_second_text: str = ""
+
+
+def format_time(created: float) -> str:
+    """ISO-8601 UTC with milliseconds and a ``Z`` suffix (LogTide rejects ``+00:00``)."""
+    global _second, _second_text
+    whole = int(created)
+    millis = int((created - whole) * 1000)
+    if whole != _second:
+        # One strftime per second of log time instead of one per event.  A race between
+        # threads only recomputes the same text, so no lock is needed.
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second_text, _second = text, whole
+        return f"{text}.{millis:03d}Z"
+    return f"{_second_text}.{millis:03d}Z"
+
+
+def make_event(
+    created: float,
+    service: str,
+    level: str,
+    message: str,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """Assemble one event; ``trace_id``/``span_id`` move from metadata to the top level
+    when they are valid hex ids, and are otherwise left in metadata untouched."""
+    event: dict[str, Any] = {
+        "time": format_time(created),
+        "service": service,
+        "level": level,
+        "message": message or EMPTY_MESSAGE,
+        "metadata": metadata,
+    }
+    trace_id = metadata.get("trace_id")
+    if trace_id is not None:
+        if isinstance(trace_id, str) and _HEX32.fullmatch(trace_id):
+            event["trace_id"] = metadata.pop("trace_id")
+        span_id = metadata.get("span_id")
+        if isinstance(span_id, str) and _HEX16.fullmatch(span_id):
+            event["span_id"] = metadata.pop("span_id")
+    return event
+
+
+def _default(obj: Any) -> Any:
+    """orjson fallback: anything it cannot encode natively becomes a string (or a list)."""
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).decode("utf-8", "backslashreplace")
+    return safe_str(obj)
+
+
+def safe_str(obj: object) -> str:
+    """``str(obj)``, or a placeholder naming the type when ``__str__`` raises."""
+    try:
+        return str(obj)
+    except Exception:
+        return f"<unprintable {type(obj).__name__}>"
+
+
+def encode_event(event: Mapping[str, Any]) -> tuple[bytes, bool]:
+    """Encode an event to JSON bytes; never raises.
+
+    Returns ``(payload, repaired)``.  ``repaired`` is true when orjson refused the event as
+    given (integers beyond 64 bits, lone surrogates, cycles, keys of odd types…) and the
+    event was rewritten into plain JSON values before encoding.
+    """
+    try:
+        return orjson.dumps(event, default=_default, option=orjson.OPT_NON_STR_KEYS), False
+    except (orjson.JSONEncodeError, TypeError, ValueError, RecursionError):
+        pass
+    repaired = _repair(event, 0, set())
+    return orjson.dumps(repaired, default=_default), True
+
+
+def _repair(value: Any, depth: int, seen: set[int]) -> Any:
+    """Rewrite a value into types orjson always accepts, in pure Python (the slow path)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _valid_text(value)
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= _MAX_DEPTH:
+        return "<nested too deep>"
+    if isinstance(value, Mapping):
+        if id(value) in seen:
+            return "<cycle>"
+        seen.add(id(value))
+        out = {_repair_key(k): _repair(v, depth + 1, seen) for k, v in value.items()}
+        seen.discard(id(value))
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        if id(value) in seen:
+            return "<cycle>"
+        seen.add(id(value))
+        items = [_repair(v, depth + 1, seen) for v in value]
+        seen.discard(id(value))
+        return items
+    return _repair(_default(value), depth + 1, seen)
+
+
+def _repair_key(key: object) -> str:
+    return _valid_text(key if isinstance(key, str) else safe_str(key))
+
+
+def _valid_text(text: str) -> str:
+    """Rejoin surrogate pairs and turn lone surrogates into U+FFFD."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")

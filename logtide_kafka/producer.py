@@ -1,0 +1,337 @@
+"""The one non-blocking producer wrapper that every logging path hands its events to.
+
+``LogProducer`` owns a ``confluent_kafka.Producer`` and a daemon thread that serves its
+callbacks, so application threads only ever call the non-blocking ``produce()``.  One
+instance exists per distinct configuration (``get_producer``), and every instance is
+flushed, within a bound, when the interpreter exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from logtide_kafka._event import encode_event
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "DEFAULT_EXIT_TIMEOUT",
+    "LogProducer",
+    "ProducerStats",
+    "get_producer",
+    "resolve_config",
+]
+
+#: librdkafka settings applied before the caller's own (which always win).
+DEFAULT_CONFIG: Final[Mapping[str, Any]] = {
+    "linger.ms": 50,
+    "batch.size": 65536,
+    "compression.type": "lz4",
+    "acks": "all",
+    "enable.idempotence": True,
+    # Successes need no Python callback: delivered = enqueued - failed - in flight.
+    "delivery.report.only.error": True,
+}
+DEFAULT_BOOTSTRAP: Final = "localhost:9092"
+#: Seconds the exit hook waits, in all, for every producer to deliver what it holds.
+DEFAULT_EXIT_TIMEOUT: Final = 10.0
+#: Loggers under this name carry the library's own and librdkafka's messages; the logging
+#: integrations never ship them to Kafka.
+CLIENT_LOGGER: Final = "logtide_kafka.client"
+
+_log = logging.getLogger("logtide_kafka")
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerStats:
+    """A point-in-time snapshot of one producer's counters."""
+
+    #: Events accepted into librdkafka's local queue.
+    enqueued: int
+    #: Events the brokers acknowledged (enqueued - failed - in flight).
+    delivered: int
+    #: Events librdkafka gave up on (delivery error, timeout, purge at close) or refused.
+    failed: int
+    #: Events never enqueued: the local queue was full or the producer was closed.
+    dropped: int
+    #: Events orjson refused as given, repaired into plain JSON and sent anyway.
+    encode_errors: int
+    #: Events (and delivery reports) still held by librdkafka.
+    queue_length: int
+    #: The most recent client or delivery error, as text.
+    last_error: str | None
+
+
+def resolve_config(
+    bootstrap_servers: str | None = None, config: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Merge defaults, the ``KAFKA_BROKERS`` environment variable and overrides.
+
+    Precedence, lowest first: :data:`DEFAULT_CONFIG`, ``KAFKA_BROKERS`` (comma-separated),
+    ``config`` (any librdkafka key), ``bootstrap_servers``.
+    """
+    merged: dict[str, Any] = dict(DEFAULT_CONFIG)
+    merged["bootstrap.servers"] = os.environ.get("KAFKA_BROKERS") or DEFAULT_BOOTSTRAP
+    if config:
+        merged.update(config)
+    if bootstrap_servers:
+        merged["bootstrap.servers"] = bootstrap_servers
+    return merged
+
+
+class LogProducer:
+    """A process-wide, never-blocking JSON event producer.
+
+    Use :func:`get_producer` rather than constructing one per call site: each instance
+    owns a librdkafka client with its own threads and connections.
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._config = dict(config)
+        self._lock = threading.Lock()
+        self._enqueued = 0
+        self._failed = 0
+        self._delivery_failures = 0
+        self._dropped = 0
+        self._encode_errors = 0
+        self._last_error: str | None = None
+        self._closed = False
+        self._user_on_delivery: Callable[..., Any] | None = self._config.pop("on_delivery", None)
+        self._user_error_cb: Callable[..., Any] | None = self._config.pop("error_cb", None)
+        self._generation = _fork_generation
+        self._start()
+
+    def _start(self) -> None:
+        conf = dict(self._config)
+        conf["on_delivery"] = self._on_delivery
+        conf["error_cb"] = self._on_error
+        conf.setdefault("logger", logging.getLogger(CLIENT_LOGGER))
+        self._producer = Producer(conf)
+        self._stop = threading.Event()
+        self._poller = threading.Thread(
+            target=self._poll_loop, name="logtide-kafka-poller", daemon=True
+        )
+        self._poller.start()
+
+    def __repr__(self) -> str:
+        servers = self._config.get("bootstrap.servers")
+        return f"<LogProducer bootstrap.servers={servers!r} closed={self._closed}>"
+
+    # -- the hot path ---------------------------------------------------------------------
+
+    def send(self, topic: str, key: bytes | None, event: Mapping[str, Any]) -> bool:
+        """Encode ``event`` and enqueue it without waiting; never raises.
+
+        Returns whether the event was enqueued.  An event that cannot be enqueued is
+        counted in :meth:`stats` (``dropped`` or ``failed``), never raised to the caller.
+        """
+        payload, repaired = encode_event(event)
+        if repaired:
+            with self._lock:
+                self._encode_errors += 1
+        if self._generation != _fork_generation:
+            self._after_fork()
+        if self._closed:
+            with self._lock:
+                self._dropped += 1
+            return False
+        try:
+            self._producer.produce(topic, payload, key)
+        except BufferError:
+            with self._lock:
+                self._dropped += 1
+            return False
+        except (KafkaException, TypeError, ValueError) as exc:
+            with self._lock:
+                self._failed += 1
+                self._last_error = _describe(exc)
+            return False
+        with self._lock:
+            self._enqueued += 1
+        return True
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def flush(self, timeout: float = DEFAULT_EXIT_TIMEOUT) -> int:
+        """Wait up to ``timeout`` seconds for queued events; return how many remain."""
+        if self._closed or self._generation != _fork_generation:
+            return 0
+        remaining: int = self._producer.flush(max(timeout, 0.0))
+        return remaining
+
+    def close(self, timeout: float = DEFAULT_EXIT_TIMEOUT) -> int:
+        """Flush within ``timeout``, stop the poller and refuse further events.
+
+        Events still undelivered when the bound is reached are purged, counted as
+        ``failed`` and reported once on stderr.  Returns how many were left undelivered.
+        """
+        if self._closed:
+            return 0
+        if self._generation != _fork_generation:
+            self._after_fork()
+        remaining = self.flush(timeout)
+        self._closed = True
+        if remaining:
+            self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+            self._producer.poll(0)  # serve the purge's delivery reports: counted as failed
+            print(
+                f"logtide-kafka: {remaining} log event(s) not delivered to "
+                f"{self._config.get('bootstrap.servers')} within {timeout:g}s at close",
+                file=sys.stderr,
+            )
+        self._stop.set()
+        if self._poller is not threading.current_thread():
+            self._poller.join(timeout=1.0)
+        _forget(self)
+        return remaining
+
+    def count_failure(self, exc: BaseException) -> None:
+        """Count an event a caller could not even build (a broken ``__str__``…) as failed."""
+        with self._lock:
+            self._failed += 1
+            self._last_error = _describe(exc)
+
+    def stats(self) -> ProducerStats:
+        """Return a snapshot of the counters (see :class:`ProducerStats`)."""
+        in_flight = 0 if self._closed else len(self._producer)
+        with self._lock:
+            delivered = self._enqueued - self._delivery_failures - in_flight
+            return ProducerStats(
+                enqueued=self._enqueued,
+                delivered=max(delivered, 0),
+                failed=self._failed,
+                dropped=self._dropped,
+                encode_errors=self._encode_errors,
+                queue_length=in_flight,
+                last_error=self._last_error,
+            )
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- background work --------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        producer, stop = self._producer, self._stop
+        while not stop.is_set():
+            try:
+                producer.poll(0.2)
+            except Exception as exc:  # a user callback raised; keep serving
+                with self._lock:
+                    self._last_error = _describe(exc)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            with self._lock:
+                self._failed += 1
+                self._delivery_failures += 1
+                self._last_error = f"delivery to {msg.topic()!r} failed: {err.str()}"
+        if self._user_on_delivery is not None:
+            self._user_on_delivery(err, msg)
+
+    def _on_error(self, err: KafkaError) -> None:
+        with self._lock:
+            self._last_error = err.str()
+        if err.fatal():
+            _log.error("Kafka producer fatal error: %s", err.str())
+        if self._user_error_cb is not None:
+            self._user_error_cb(err)
+
+    def _after_fork(self) -> None:
+        """In a forked child the parent's librdkafka threads do not exist: start afresh.
+
+        The inherited client is kept, never used or destroyed (destroying it would wait on
+        threads that are gone), so nothing queued by the parent is delivered twice.
+        """
+        with _registry_lock:
+            if self._generation == _fork_generation:
+                return
+            _abandoned.append(self._producer)
+            # A parent thread may have held the counter lock at the fork: start a new one.
+            self._lock = threading.Lock()
+            self._enqueued = self._failed = self._delivery_failures = 0
+            self._dropped = self._encode_errors = 0
+            self._last_error = None
+            self._closed = False
+            self._start()
+            self._generation = _fork_generation
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return str(exc.args[0].str())
+    return f"{type(exc).__name__}: {exc}"
+
+
+# -- the registry: one producer per distinct configuration --------------------------------
+
+_registry: dict[tuple[tuple[str, str], ...], LogProducer] = {}
+_registry_lock = threading.RLock()
+_abandoned: list[Any] = []
+_fork_generation = 0
+_exit_timeout = DEFAULT_EXIT_TIMEOUT
+
+
+def _registry_key(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(k), repr(v)) for k, v in config.items()))
+
+
+def get_producer(
+    bootstrap_servers: str | None = None, config: Mapping[str, Any] | None = None
+) -> LogProducer:
+    """Return the process-wide :class:`LogProducer` for this configuration, creating it
+    on first use.  Arguments are merged as in :func:`resolve_config`."""
+    merged = resolve_config(bootstrap_servers, config)
+    key = _registry_key(merged)
+    with _registry_lock:
+        producer = _registry.get(key)
+        if producer is None or producer.closed:
+            producer = _registry[key] = LogProducer(merged)
+        return producer
+
+
+def _forget(producer: LogProducer) -> None:
+    with _registry_lock:
+        for key, value in list(_registry.items()):
+            if value is producer:
+                del _registry[key]
+
+
+def set_exit_timeout(seconds: float) -> None:
+    """Set the total bound on flushing every producer at interpreter exit."""
+    global _exit_timeout
+    _exit_timeout = float(seconds)
+
+
+def close_all(timeout: float | None = None) -> int:
+    """Close every producer, sharing one deadline; return the events left undelivered."""
+    deadline = time.monotonic() + (_exit_timeout if timeout is None else timeout)
+    with _registry_lock:
+        producers = list(_registry.values())
+    left = 0
+    for producer in producers:
+        left += producer.close(max(deadline - time.monotonic(), 0.0))
+    return left
+
+
+def _bump_fork_generation() -> None:
+    global _fork_generation, _registry_lock
+    _registry_lock = threading.RLock()  # a parent thread may have held it at the fork
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_bump_fork_generation)
+# Registered at import, after ``logging`` registered its own hook: exit hooks run last-in
+# first-out, so producers are flushed before logging.shutdown() closes the handlers, and
+# after any exit hook the application registers later than this import.
+atexit.register(close_all)

@@ -1,0 +1,143 @@
+"""The standard library integration: a ``logging.Handler`` that publishes to Kafka."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any, Final
+
+from logtide_kafka._event import HOSTNAME, level_name, make_event, normalize_service
+from logtide_kafka.producer import LogProducer, ProducerStats, get_producer
+
+__all__ = ["DEFAULT_TOPIC", "KafkaHandler"]
+
+DEFAULT_TOPIC: Final = "logs.application"
+
+_PROBE = logging.LogRecord("", 0, "", 0, "", None, None)
+#: Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRS: Final = frozenset(_PROBE.__dict__) | {"message", "asctime"}
+#: A record with exactly this many attributes cannot carry ``extra`` fields.
+_PLAIN_RECORD_LEN: Final = len(_PROBE.__dict__)
+_OWN_LOGGER: Final = "logtide_kafka"
+_OWN_LOGGERS: Final = _OWN_LOGGER + "."
+_DEFAULT_FORMATTER: Final = logging.Formatter()
+
+
+class KafkaHandler(logging.Handler):
+    """Publish each record as a LogTide-native JSON event to a Kafka topic.
+
+    ``emit`` only encodes the event and hands it to librdkafka's local queue; it never
+    waits on the network and never raises (failures go to :meth:`handleError` or are
+    counted in :meth:`stats`).  All handlers and :func:`logtide_kafka.send_log` calls
+    with the same producer configuration share one :class:`LogProducer`.
+
+    Usable from :func:`logging.config.dictConfig`::
+
+        "kafka": {
+            "class": "logtide_kafka.KafkaHandler",
+            "service": "checkout",
+            "bootstrap_servers": "kafka-1:9092,kafka-2:9092",
+            "producer_config": {"linger.ms": 20},
+        }
+
+    The message is ``record.getMessage()``, or the output of the handler's formatter when
+    one is set.  ``extra=`` fields go to ``metadata`` (they win over the built-in keys),
+    as does an exception's type, message and formatted stack.  Records from the library's
+    own loggers (``logtide_kafka.*``, which carry librdkafka's messages), and records
+    logged while this handler is emitting on the same thread, are never sent.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        topic: str = DEFAULT_TOPIC,
+        bootstrap_servers: str | None = None,
+        producer_config: Mapping[str, Any] | None = None,
+        level: int | str = logging.NOTSET,
+    ) -> None:
+        super().__init__(level)
+        self.service = normalize_service(service)
+        self.topic = topic
+        self._key = self.service.encode()
+        self._producer = get_producer(bootstrap_servers, producer_config)
+        self._local = threading.local()
+        #: Records skipped because they were logged from inside this handler's own emit.
+        self.recursion_skipped = 0
+
+    @property
+    def producer(self) -> LogProducer:
+        """The shared producer this handler sends through."""
+        return self._producer
+
+    def stats(self) -> ProducerStats:
+        """Counters of the (shared) producer: see :class:`ProducerStats`."""
+        return self._producer.stats()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(_OWN_LOGGERS) or record.name == _OWN_LOGGER:
+            return
+        local = self._local
+        if getattr(local, "busy", False):
+            self.recursion_skipped += 1
+            return
+        local.busy = True
+        try:
+            self._producer.send(self.topic, self._key, self.to_event(record))
+        except Exception:
+            self.handleError(record)
+        finally:
+            local.busy = False
+
+    def to_event(self, record: logging.LogRecord) -> dict[str, Any]:
+        """Build the LogTide event for ``record`` (without sending it)."""
+        metadata: dict[str, Any] = {
+            "hostname": HOSTNAME,
+            "logger": record.name,
+            "function": record.funcName,
+            "line": record.lineno,
+            "thread": record.threadName,
+            "process": record.process,
+        }
+        try:
+            message = self.format(record) if self.formatter else record.getMessage()
+        except (TypeError, ValueError, KeyError) as exc:
+            # ``logger.info("%s %s", x)``: keep the event, say what went wrong.
+            message = str(record.msg)
+            metadata["format_error"] = f"{type(exc).__name__}: {exc}"
+            metadata["format_args"] = repr(record.args)
+        record_dict = record.__dict__
+        if len(record_dict) != _PLAIN_RECORD_LEN:
+            for key, value in record_dict.items():
+                if key not in _RECORD_ATTRS:
+                    metadata[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            exc_type, exc_value, _ = record.exc_info
+            if not record.exc_text:
+                record.exc_text = (self.formatter or _DEFAULT_FORMATTER).formatException(
+                    record.exc_info
+                )
+            metadata["exception"] = {
+                "type": exc_type.__qualname__,
+                "message": str(exc_value),
+                "stack": record.exc_text,
+            }
+        if record.stack_info:
+            metadata["stack_info"] = record.stack_info
+        return make_event(record.created, self.service, level_name(record.levelno), message, metadata)
+
+    def flush(self) -> None:
+        """Wait (bounded by the exit timeout) until the shared producer's queue drains."""
+        self._producer.flush()
+
+    def close(self) -> None:
+        """Flush and detach.  The shared producer stays open for other users and is
+        closed, within its bound, at interpreter exit."""
+        try:
+            self.flush()
+        finally:
+            super().close()
+
+    def __repr__(self) -> str:
+        level = logging.getLevelName(self.level)
+        return f"<KafkaHandler service={self.service!r} topic={self.topic!r} ({level})>"

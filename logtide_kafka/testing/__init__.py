@@ -1,0 +1,26 @@
+"""Test helpers users can rely on: a real local Apache Kafka and a way to read events back.
+
+* :class:`LocalKafka` starts 1 or 3 real brokers (KRaft) as JVM subprocesses, resolving
+  the official ``org.apache.kafka`` jars with Maven into a cache on first use.
+* :func:`create_topics` creates topics on any cluster and waits for their leaders.
+* :func:`read_events` reads a topic back from the beginning, decoded.
+
+``python -m logtide_kafka.testing`` runs a local broker until interrupted.
+"""
+
+from __future__ import annotations
+
+from logtide_kafka.testing._cluster import BrokerNode, LocalKafka, create_topics
+from logtide_kafka.testing._consume import ConsumedEvent, read_events
+from logtide_kafka.testing._dist import KAFKA_VERSION, cache_dir, kafka_classpath
+
+__all__ = [
+    "KAFKA_VERSION",
+    "BrokerNode",
+    "ConsumedEvent",
+    "LocalKafka",
+    "cache_dir",
+    "create_topics",
+    "kafka_classpath",
+    "read_events",
+]

@@ -1,0 +1,408 @@
+"""Real Apache Kafka brokers (KRaft) as local subprocesses, for tests and the quick start."""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from logtide_kafka.testing._dist import KAFKA_VERSION, kafka_classpath
+
+__all__ = ["BrokerNode", "LocalKafka", "create_topics"]
+
+_LOG4J2: Final = """status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {path}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+"""
+_PR_SET_PDEATHSIG: Final = 1
+# librdkafka reports every refused connection; while a broker starts those are expected.
+_QUIET: Final = logging.getLogger("logtide_kafka.testing.client")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
+@dataclass
+class BrokerNode:
+    """One combined broker/controller process of a :class:`LocalKafka` cluster."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        """The broker's own log (log4j2), kept after the broker stops."""
+        return self.directory / "server.log"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+def _free_ports(count: int) -> list[int]:
+    # Hold every socket open until all are chosen, so no port is handed out twice.
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: the JVM gets SIGKILL if the test process
+    # dies without tearing down (a crash, a SIGKILL from CI), so no stray JVM survives it.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class LocalKafka:
+    """A 1- or 3-node Apache Kafka cluster in KRaft mode, started as JVM subprocesses.
+
+    Each node is a combined broker and controller listening on free loopback ports; all
+    nodes are controller-quorum voters.  Broker logs stay in ``<workdir>/node-<id>/``.
+
+    >>> with LocalKafka() as kafka:                      # doctest: +SKIP
+    ...     kafka.create_topics(["logs.application"])
+    ...     print(kafka.bootstrap_servers)
+
+    ``start()`` returns only once a client really receives metadata listing every broker.
+    """
+
+    def __init__(
+        self,
+        brokers: int = 1,
+        *,
+        workdir: str | os.PathLike[str] | None = None,
+        version: str = KAFKA_VERSION,
+        heap: str = "512m",
+        startup_timeout: float = 120.0,
+    ) -> None:
+        if brokers not in (1, 3):
+            raise ValueError("LocalKafka runs 1 or 3 brokers")
+        self.version = version
+        self.heap = heap
+        self.startup_timeout = startup_timeout
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="logtide-kafka-"))
+        ports = _free_ports(2 * brokers)
+        self.nodes = [
+            BrokerNode(i + 1, ports[2 * i], ports[2 * i + 1], self.workdir / f"node-{i + 1}")
+            for i in range(brokers)
+        ]
+        self._classpath: Path | None = None
+        self._started = False
+        _live.add(self)
+
+    # -- public surface -------------------------------------------------------------------
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.address for node in self.nodes)
+
+    def start(self) -> LocalKafka:
+        """Resolve the broker (cached), format storage, start every node, wait for metadata."""
+        if self._started:
+            return self
+        self._classpath = kafka_classpath(self.version)
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        for node in self.nodes:
+            self._write_config(node)
+            self._format(node, cluster_id)
+        self._started = True
+        try:
+            for node in self.nodes:
+                self._launch(node)
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every node (SIGTERM, then SIGKILL after 15 s); idempotent."""
+        for node in self.nodes:
+            self._terminate(node, kill=False, wait=False)
+        for node in self.nodes:
+            self._terminate(node, kill=False, wait=True)
+        if self._own_workdir and os.environ.get("LOGTIDE_KAFKA_KEEP_LOGS") is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        _live.discard(self)
+
+    def stop_broker(self, node_id: int, *, kill: bool = False) -> None:
+        """Stop one node: a clean shutdown, or ``kill=True`` for SIGKILL (a crash)."""
+        self._terminate(self._node(node_id), kill=kill, wait=True)
+
+    def start_broker(self, node_id: int, *, wait: bool = True) -> None:
+        """Restart a stopped node; with ``wait``, return once it is back in the metadata."""
+        node = self._node(node_id)
+        if node.running:
+            return
+        self._launch(node)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until a client sees every running node as a broker in the metadata."""
+        deadline = time.monotonic() + (self.startup_timeout if timeout is None else timeout)
+        expected = {node.node_id for node in self.nodes if node.process is not None}
+        admin = self.admin()
+        seen: set[int] = set()
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                if node.process is not None and node.process.poll() is not None:
+                    raise RuntimeError(
+                        f"Kafka node {node.node_id} exited with {node.process.returncode} "
+                        f"while starting:\n{self.log_tail(node.node_id)}"
+                    )
+            try:
+                seen = set(admin.list_topics(timeout=2).brokers)
+            except KafkaException:
+                seen = set()
+            if expected <= seen:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(
+            f"Kafka brokers {sorted(expected - seen)} not in metadata after "
+            f"{self.startup_timeout:g}s:\n"
+            + "\n".join(self.log_tail(node.node_id) for node in self.nodes)
+        )
+
+    def admin(self) -> AdminClient:
+        """An admin client for this cluster, with librdkafka's connection noise silenced."""
+        return AdminClient({"bootstrap.servers": self.bootstrap_servers, "logger": _QUIET})
+
+    def create_topics(
+        self,
+        names: Iterable[str],
+        *,
+        partitions: int = 3,
+        replication_factor: int | None = None,
+        config: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        """Create topics (existing ones are left alone) and wait until they are usable."""
+        create_topics(
+            self.bootstrap_servers,
+            names,
+            partitions=partitions,
+            replication_factor=replication_factor or len(self.nodes),
+            config=config,
+            timeout=timeout,
+        )
+
+    def log_tail(self, node_id: int, lines: int = 40) -> str:
+        """The last lines of a node's log, for error messages."""
+        node = self._node(node_id)
+        text = ""
+        for path in (node.log_file, node.directory / "stdout.log"):
+            with contextlib.suppress(OSError):
+                text += "".join(path.read_text(errors="replace").splitlines(True)[-lines:])
+        return f"--- node {node_id} ({node.directory}) ---\n{text}"
+
+    def __enter__(self) -> LocalKafka:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        running = sum(node.running for node in self.nodes)
+        return f"<LocalKafka {self.bootstrap_servers} {running}/{len(self.nodes)} running>"
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _node(self, node_id: int) -> BrokerNode:
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        raise KeyError(f"no node {node_id} (nodes are 1..{len(self.nodes)})")
+
+    def _write_config(self, node: BrokerNode) -> None:
+        node.directory.mkdir(parents=True, exist_ok=True)
+        count = len(self.nodes)
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": node.node_id,
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},"
+            f"CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": node.directory / "data",
+            "num.partitions": 3,
+            "default.replication.factor": count,
+            "min.insync.replicas": min(count, 2),
+            "offsets.topic.replication.factor": count,
+            "offsets.topic.num.partitions": 3,
+            "transaction.state.log.replication.factor": count,
+            "transaction.state.log.min.isr": min(count, 2),
+            "share.coordinator.state.topic.replication.factor": count,
+            "share.coordinator.state.topic.min.isr": min(count, 2),
+            "group.initial.rebalance.delay.ms": 0,
+            # Notice a killed broker in ~3 s rather than 9 s, so fault tests stay short.
+            "broker.session.timeout.ms": 3000,
+            "broker.heartbeat.interval.ms": 500,
+            "auto.create.topics.enable": "false",
+        }
+        (node.directory / "server.properties").write_text(
+            "".join(f"{key}={value}\n" for key, value in settings.items())
+        )
+        (node.directory / "log4j2.properties").write_text(_LOG4J2.format(path=node.log_file))
+
+    def _java(self, node: BrokerNode, main: str, *args: str) -> list[str]:
+        assert self._classpath is not None
+        java = shutil.which("java") or "java"
+        if os.environ.get("JAVA_HOME"):
+            java = str(Path(os.environ["JAVA_HOME"], "bin", "java"))
+        return [
+            java,
+            f"-Xmx{self.heap}",
+            "-Xms64m",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={node.directory / 'log4j2.properties'}",
+            "-cp",
+            f"{self._classpath}/*",
+            main,
+            *args,
+        ]
+
+    def _format(self, node: BrokerNode, cluster_id: str) -> None:
+        command = self._java(
+            node,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(node.directory / "server.properties"),
+        )
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"formatting Kafka storage for node {node.node_id} failed:\n"
+                f"{result.stdout}{result.stderr}"
+            )
+
+    def _launch(self, node: BrokerNode) -> None:
+        command = self._java(node, "kafka.Kafka", str(node.directory / "server.properties"))
+        # Only the main thread may own the children: PDEATHSIG fires when the spawning
+        # *thread* ends, which for a worker thread is long before the process does.
+        in_main = threading.current_thread() is threading.main_thread()
+        with open(node.directory / "stdout.log", "ab") as out:
+            node.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if in_main else None,  # noqa: PLW1509
+            )
+
+    def _terminate(self, node: BrokerNode, *, kill: bool, wait: bool) -> None:
+        process = node.process
+        if process is None:
+            return
+        if process.poll() is None and not wait:
+            process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        node.process = None
+
+
+def create_topics(
+    bootstrap_servers: str,
+    names: Iterable[str],
+    *,
+    partitions: int = 3,
+    replication_factor: int = 1,
+    config: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> None:
+    """Create topics on any cluster (existing ones are left alone); wait until each has
+    a leader for every partition, so the first produce does not race the creation."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": _QUIET})
+    wanted = list(dict.fromkeys(names))
+    topics = [
+        NewTopic(name, partitions, replication_factor, config=dict(config or {}))
+        for name in wanted
+    ]
+    for name, future in admin.create_topics(topics, request_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise RuntimeError(f"creating topic {name!r} failed: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metadata = admin.list_topics(timeout=5)
+        ready = [
+            name
+            for name in wanted
+            if name in metadata.topics
+            and metadata.topics[name].error is None
+            and metadata.topics[name].partitions
+            and all(p.leader >= 0 for p in metadata.topics[name].partitions.values())
+        ]
+        if len(ready) == len(wanted):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"topics {wanted} have no leaders after {timeout:g}s")
+
+
+# Every cluster still running at interpreter exit is stopped, whatever the caller forgot.
+_live: set[LocalKafka] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for cluster in list(_live):
+        cluster.stop()

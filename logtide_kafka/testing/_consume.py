@@ -1,0 +1,89 @@
+"""Reading events back from Kafka, for tests and examples."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from logtide_kafka.testing._cluster import _QUIET
+
+__all__ = ["ConsumedEvent", "read_events"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedEvent:
+    """One message read back, with its value decoded from JSON."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: dict[str, Any]
+    raw: bytes
+
+
+def read_events(
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    count: int | None = None,
+    where: Callable[[dict[str, Any]], bool] | None = None,
+    timeout: float = 30.0,
+) -> list[ConsumedEvent]:
+    """Read a topic from the beginning of every partition, without a consumer group.
+
+    Keeps the events ``where`` accepts (all by default).  With ``count``, returns as soon
+    as that many were read, or raises ``TimeoutError`` listing what was found; without,
+    returns everything up to the current end of every partition.  Events come back in
+    partition order, so one key's events are in the order they were produced.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"logtide-kafka-read-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "logger": _QUIET,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        found: list[ConsumedEvent] = []
+        at_end: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(message.partition())
+                    if count is None and at_end >= set(partitions):
+                        return found
+                    continue
+                raise RuntimeError(f"consuming {topic!r} failed: {error.str()}")
+            at_end.discard(message.partition())
+            raw = message.value() or b""
+            value = orjson.loads(raw)
+            if where is None or where(value):
+                found.append(
+                    ConsumedEvent(
+                        topic, message.partition(), message.offset(), message.key(), value, raw
+                    )
+                )
+                if count is not None and len(found) >= count:
+                    return found
+        raise TimeoutError(
+            f"read {len(found)} matching event(s) from {topic!r} in {timeout:g}s, "
+            f"wanted {count if count is not None else 'the end of every partition'}"
+        )
+    finally:
+        consumer.close()
