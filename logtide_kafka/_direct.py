@@ -59,12 +59,12 @@ def _default_producer() -> LogProducer:
 
 
 def _service_key(service: object) -> tuple[str, bytes]:
-    cached = _keys.get(service) if service.__class__ is str else None  # type: ignore[call-overload]
+    cached = _keys.get(service) if service.__class__ is str else None
     if cached is None:
         name = normalize_service(service)
         cached = (name, name.encode("utf-8", "surrogatepass"))
         if service.__class__ is str and len(_keys) < _MAX_KEYS:
-            _keys[service] = cached  # type: ignore[index]
+            _keys[service] = cached
     return cached
 
 

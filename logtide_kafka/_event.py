@@ -93,8 +93,10 @@ _second_text: str = ""
 def format_time(created: float) -> str:
     """ISO-8601 UTC with milliseconds and a ``Z`` suffix (LogTide rejects ``+00:00``)."""
     global _second, _second_text
-    whole = int(created)
-    millis = int((created - whole) * 1000)
+    # Round to microseconds first, as ``datetime.fromtimestamp`` does, then truncate to
+    # milliseconds: ``int((t - int(t)) * 1000)`` turns 1.001 into .000 through float error.
+    whole, micros = divmod(round(created * 1_000_000), 1_000_000)
+    millis = micros // 1000
     if whole != _second:
         # One strftime per second of log time instead of one per event.  A race between
         # threads only recomputes the same text, so no lock is needed.

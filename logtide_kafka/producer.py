@@ -57,7 +57,9 @@ class ProducerStats:
 
     #: Events accepted into librdkafka's local queue.
     enqueued: int
-    #: Events the brokers acknowledged (enqueued - failed - in flight).
+    #: Events the brokers acknowledged: enqueued - failed deliveries - queue_length.
+    #: Exact once the queue is drained (after ``flush``); a lower bound before, because
+    #: successes are not reported one by one (``delivery.report.only.error``).
     delivered: int
     #: Events librdkafka gave up on (delivery error, timeout, purge at close) or refused.
     failed: int
@@ -65,7 +67,8 @@ class ProducerStats:
     dropped: int
     #: Events orjson refused as given, repaired into plain JSON and sent anyway.
     encode_errors: int
-    #: Events (and delivery reports) still held by librdkafka.
+    #: What librdkafka still holds: events not yet acknowledged, plus any client logs
+    #: and error reports waiting for the poller (``len(producer)``).
     queue_length: int
     #: The most recent client or delivery error, as text.
     last_error: str | None

@@ -124,7 +124,9 @@ class KafkaHandler(logging.Handler):
             }
         if record.stack_info:
             metadata["stack_info"] = record.stack_info
-        return make_event(record.created, self.service, level_name(record.levelno), message, metadata)
+        return make_event(
+            record.created, self.service, level_name(record.levelno), message, metadata
+        )
 
     def flush(self) -> None:
         """Wait (bounded by the exit timeout) until the shared producer's queue drains."""

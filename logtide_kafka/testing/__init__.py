@@ -4,6 +4,7 @@
   the official ``org.apache.kafka`` jars with Maven into a cache on first use.
 * :func:`create_topics` creates topics on any cluster and waits for their leaders.
 * :func:`read_events` reads a topic back from the beginning, decoded.
+* :func:`event_problems` checks an event against the LogTide-native schema.
 
 ``python -m logtide_kafka.testing`` runs a local broker until interrupted.
 """
@@ -13,14 +14,17 @@ from __future__ import annotations
 from logtide_kafka.testing._cluster import BrokerNode, LocalKafka, create_topics
 from logtide_kafka.testing._consume import ConsumedEvent, read_events
 from logtide_kafka.testing._dist import KAFKA_VERSION, cache_dir, kafka_classpath
+from logtide_kafka.testing._schema import LEVELS, event_problems
 
 __all__ = [
     "KAFKA_VERSION",
+    "LEVELS",
     "BrokerNode",
     "ConsumedEvent",
     "LocalKafka",
     "cache_dir",
     "create_topics",
+    "event_problems",
     "kafka_classpath",
     "read_events",
 ]

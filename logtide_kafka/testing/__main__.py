@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import threading
 
@@ -22,10 +23,8 @@ def main() -> None:
         kafka.create_topics(TOPICS)
         print(f"Kafka {kafka.version} ready: KAFKA_BROKERS={kafka.bootstrap_servers}", flush=True)
         print(f"topics: {', '.join(TOPICS)}; logs under {kafka.workdir}", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     print("stopped", flush=True)
 
 

@@ -23,7 +23,8 @@ from types import TracebackType
 from typing import Final
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from logtide_kafka.testing._dist import KAFKA_VERSION, kafka_classpath
 
@@ -204,7 +205,7 @@ class LocalKafka:
 
     def admin(self) -> AdminClient:
         """An admin client for this cluster, with librdkafka's connection noise silenced."""
-        return AdminClient({"bootstrap.servers": self.bootstrap_servers, "logger": _QUIET})
+        return AdminClient({"bootstrap.servers": self.bootstrap_servers}, logger=_QUIET)
 
     def create_topics(
         self,
@@ -363,17 +364,18 @@ def create_topics(
     names: Iterable[str],
     *,
     partitions: int = 3,
-    replication_factor: int = 1,
+    replication_factor: int = -1,
     config: Mapping[str, str] | None = None,
     timeout: float = 30.0,
 ) -> None:
     """Create topics on any cluster (existing ones are left alone); wait until each has
-    a leader for every partition, so the first produce does not race the creation."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": _QUIET})
+    a leader for every partition, so the first produce does not race the creation.
+
+    ``replication_factor=-1`` takes the cluster's ``default.replication.factor``."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers}, logger=_QUIET)
     wanted = list(dict.fromkeys(names))
     topics = [
-        NewTopic(name, partitions, replication_factor, config=dict(config or {}))
-        for name in wanted
+        NewTopic(name, partitions, replication_factor, config=dict(config or {})) for name in wanted
     ]
     for name, future in admin.create_topics(topics, request_timeout=timeout).items():
         try:

@@ -63,20 +63,21 @@ def read_events(
             if message is None:
                 continue
             error = message.error()
+            partition = message.partition() or 0
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(message.partition())
+                    at_end.add(partition)
                     if count is None and at_end >= set(partitions):
                         return found
                     continue
                 raise RuntimeError(f"consuming {topic!r} failed: {error.str()}")
-            at_end.discard(message.partition())
+            at_end.discard(partition)
             raw = message.value() or b""
             value = orjson.loads(raw)
             if where is None or where(value):
                 found.append(
                     ConsumedEvent(
-                        topic, message.partition(), message.offset(), message.key(), value, raw
+                        topic, partition, message.offset() or 0, message.key(), value, raw
                     )
                 )
                 if count is not None and len(found) >= count:

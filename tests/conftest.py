@@ -1,0 +1,76 @@
+"""Fixtures: a real Apache Kafka (local subprocess brokers, or LOGTIDE_KAFKA_BOOTSTRAP)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from logtide_kafka import close_all
+from logtide_kafka.testing import LocalKafka, create_topics
+
+KAFKA_FIXTURES = {"kafka_bootstrap", "topic", "kafka3"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Mark by fixture use, so `-m "not kafka"` selects exactly the tests that need no broker.
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & KAFKA_FIXTURES:
+            item.add_marker(pytest.mark.kafka)
+        if "kafka3" in used:
+            item.add_marker(pytest.mark.cluster3)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a real cluster: ``LOGTIDE_KAFKA_BOOTSTRAP``, else a local node."""
+    external = os.environ.get("LOGTIDE_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    with LocalKafka(1) as kafka:
+        yield kafka.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def kafka3() -> Iterator[LocalKafka]:
+    """A local three-broker cluster whose brokers tests may stop and restart.
+
+    Always local, even with ``LOGTIDE_KAFKA_BOOTSTRAP``: tests stop its brokers."""
+    with LocalKafka(3) as kafka:
+        yield kafka
+
+
+@pytest.fixture
+def topic(kafka_bootstrap: str) -> str:
+    """A fresh three-partition topic, so no test reads another's events."""
+    name = f"logs.test-{uuid.uuid4().hex[:12]}"
+    create_topics(kafka_bootstrap, [name], partitions=3)
+    return name
+
+
+@pytest.fixture
+def service() -> str:
+    """A service name unique to the test (it is also the message key)."""
+    return f"svc-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_producers() -> Iterator[None]:
+    """Every test starts with new shared producers (and counters at zero)."""
+    close_all(5)
+    yield
+    close_all(5)
+
+
+@pytest.fixture
+def dead_bootstrap() -> str:
+    """An address where nothing listens: a broker that is down."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"127.0.0.1:{port}"
