@@ -16,9 +16,13 @@ from typing import Any, Final
 import orjson
 
 __all__ = [
+    "ENCODE_ERRORS",
+    "ENCODE_OPTIONS",
     "HOSTNAME",
     "MAX_SERVICE_LEN",
+    "encode_default",
     "encode_event",
+    "encode_repaired",
     "format_time",
     "level_name",
     "make_event",
@@ -55,12 +59,20 @@ _HEX32: Final = re.compile(r"[0-9a-f]{32}")
 _MAX_DEPTH: Final = 32
 
 
-def level_name(levelno: int) -> str:
-    """Map a numeric stdlib level to a LogTide level, rounding custom levels down."""
+def _round_down(levelno: int) -> str:
     for floor, name in _LEVELS:
         if levelno >= floor:
             return name
     return "debug"
+
+
+# Precomputed for the usual range: one dict lookup per record instead of a loop.
+_BY_NUMBER: Final = {levelno: _round_down(levelno) for levelno in range(61)}
+
+
+def level_name(levelno: int) -> str:
+    """Map a numeric stdlib level to a LogTide level, rounding custom levels down."""
+    return _BY_NUMBER.get(levelno) or _round_down(levelno)
 
 
 def normalize_level(level: str | int) -> tuple[str, bool]:
@@ -69,7 +81,11 @@ def normalize_level(level: str | int) -> tuple[str, bool]:
     Names are case-insensitive and accept the usual aliases (``warning``, ``fatal``…).
     An unknown name maps to ``info`` with ``known`` false, so callers can keep the original.
     """
-    if isinstance(level, int) and not isinstance(level, bool):
+    if level.__class__ is str:
+        name = _NAMED_LEVELS.get(level)
+        if name is not None:  # the common case: already a lower-case name
+            return name, True
+    elif isinstance(level, int) and not isinstance(level, bool):
         return level_name(level), True
     name = _NAMED_LEVELS.get(str(level).strip().lower())
     if name is None:
@@ -86,6 +102,7 @@ def normalize_service(service: object) -> str:
     return text[:MAX_SERVICE_LEN]
 
 
+_MILLIS: Final = tuple(f".{n:03d}Z" for n in range(1000))
 _second: int = -1
 _second_text: str = ""
 
@@ -96,14 +113,13 @@ def format_time(created: float) -> str:
     # Round to microseconds first, as ``datetime.fromtimestamp`` does, then truncate to
     # milliseconds: ``int((t - int(t)) * 1000)`` turns 1.001 into .000 through float error.
     whole, micros = divmod(round(created * 1_000_000), 1_000_000)
-    millis = micros // 1000
     if whole != _second:
         # One strftime per second of log time instead of one per event.  A race between
         # threads only recomputes the same text, so no lock is needed.
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
         _second_text, _second = text, whole
-        return f"{text}.{millis:03d}Z"
-    return f"{_second_text}.{millis:03d}Z"
+        return text + _MILLIS[micros // 1000]
+    return _second_text + _MILLIS[micros // 1000]
 
 
 def make_event(
@@ -132,7 +148,7 @@ def make_event(
     return event
 
 
-def _default(obj: Any) -> Any:
+def encode_default(obj: Any) -> Any:
     """orjson fallback: anything it cannot encode natively becomes a string (or a list)."""
     if isinstance(obj, (set, frozenset)):
         return list(obj)
@@ -149,6 +165,12 @@ def safe_str(obj: object) -> str:
         return f"<unprintable {type(obj).__name__}>"
 
 
+#: What ``orjson.dumps`` raises for an event it refuses.
+ENCODE_ERRORS: Final = (orjson.JSONEncodeError, TypeError, ValueError, RecursionError)
+#: The options of the fast path, shared with the producer's inlined copy of it.
+ENCODE_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
+
+
 def encode_event(event: Mapping[str, Any]) -> tuple[bytes, bool]:
     """Encode an event to JSON bytes; never raises.
 
@@ -157,11 +179,14 @@ def encode_event(event: Mapping[str, Any]) -> tuple[bytes, bool]:
     event was rewritten into plain JSON values before encoding.
     """
     try:
-        return orjson.dumps(event, default=_default, option=orjson.OPT_NON_STR_KEYS), False
-    except (orjson.JSONEncodeError, TypeError, ValueError, RecursionError):
-        pass
-    repaired = _repair(event, 0, set())
-    return orjson.dumps(repaired, default=_default), True
+        return orjson.dumps(event, default=encode_default, option=ENCODE_OPTIONS), False
+    except ENCODE_ERRORS:
+        return encode_repaired(event), True
+
+
+def encode_repaired(event: Mapping[str, Any]) -> bytes:
+    """The slow path: rewrite ``event`` into plain JSON values, then encode it."""
+    return orjson.dumps(_repair(event, 0, set()), default=encode_default)
 
 
 def _repair(value: Any, depth: int, seen: set[int]) -> Any:
@@ -190,7 +215,7 @@ def _repair(value: Any, depth: int, seen: set[int]) -> Any:
         items = [_repair(v, depth + 1, seen) for v in value]
         seen.discard(id(value))
         return items
-    return _repair(_default(value), depth + 1, seen)
+    return _repair(encode_default(value), depth + 1, seen)
 
 
 def _repair_key(key: object) -> str:

@@ -9,18 +9,21 @@ flushed, within a bound, when the interpreter exits.
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from logtide_kafka._event import encode_event
+from logtide_kafka._event import ENCODE_ERRORS, ENCODE_OPTIONS, encode_default, encode_repaired
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -100,18 +103,24 @@ class LogProducer:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self._config = dict(config)
+        self._user_on_delivery: Callable[..., Any] | None = self._config.pop("on_delivery", None)
+        self._user_error_cb: Callable[..., Any] | None = self._config.pop("error_cb", None)
+        self._reset_counters()
+        self._closed = False
+        self._start()
+        _instances.add(self)
+
+    def _reset_counters(self) -> None:
         self._lock = threading.Lock()
-        self._enqueued = 0
+        # ``next()`` on an itertools.count is atomic, so the hot path counts without the
+        # lock; stats() reads it with one more next() and subtracts its own earlier reads.
+        self._enqueued = itertools.count()
+        self._enqueued_reads = 0
         self._failed = 0
         self._delivery_failures = 0
         self._dropped = 0
         self._encode_errors = 0
         self._last_error: str | None = None
-        self._closed = False
-        self._user_on_delivery: Callable[..., Any] | None = self._config.pop("on_delivery", None)
-        self._user_error_cb: Callable[..., Any] | None = self._config.pop("error_cb", None)
-        self._generation = _fork_generation
-        self._start()
 
     def _start(self) -> None:
         conf = dict(self._config)
@@ -119,6 +128,11 @@ class LogProducer:
         conf["error_cb"] = self._on_error
         conf.setdefault("logger", logging.getLogger(CLIENT_LOGGER))
         self._producer = Producer(conf)
+        self._produce = self._producer.produce
+        # False once closed, or in a forked child until the client is restarted: the hot
+        # path checks this one flag and leaves both cases to ``_send_unusable``.
+        self._usable = True
+        self._forked = False
         self._stop = threading.Event()
         self._poller = threading.Thread(
             target=self._poll_loop, name="logtide-kafka-poller", daemon=True
@@ -137,18 +151,17 @@ class LogProducer:
         Returns whether the event was enqueued.  An event that cannot be enqueued is
         counted in :meth:`stats` (``dropped`` or ``failed``), never raised to the caller.
         """
-        payload, repaired = encode_event(event)
-        if repaired:
+        try:
+            # encode_event's fast path, inlined: this is the cost every log call pays.
+            payload = orjson.dumps(event, default=encode_default, option=ENCODE_OPTIONS)
+        except ENCODE_ERRORS:
+            payload = encode_repaired(event)
             with self._lock:
                 self._encode_errors += 1
-        if self._generation != _fork_generation:
-            self._after_fork()
-        if self._closed:
-            with self._lock:
-                self._dropped += 1
-            return False
+        if not self._usable:
+            return self._send_unusable(topic, key, event)
         try:
-            self._producer.produce(topic, payload, key)
+            self._produce(topic, payload, key)
         except BufferError:
             with self._lock:
                 self._dropped += 1
@@ -158,15 +171,22 @@ class LogProducer:
                 self._failed += 1
                 self._last_error = _describe(exc)
             return False
-        with self._lock:
-            self._enqueued += 1
+        next(self._enqueued)
         return True
+
+    def _send_unusable(self, topic: str, key: bytes | None, event: Mapping[str, Any]) -> bool:
+        if self._forked:  # first send in a forked child: start its own client, then send
+            self._after_fork()
+            return self.send(topic, key, event)
+        with self._lock:
+            self._dropped += 1
+        return False
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def flush(self, timeout: float = DEFAULT_EXIT_TIMEOUT) -> int:
         """Wait up to ``timeout`` seconds for queued events; return how many remain."""
-        if self._closed or self._generation != _fork_generation:
+        if not self._usable:
             return 0
         remaining: int = self._producer.flush(max(timeout, 0.0))
         return remaining
@@ -179,10 +199,13 @@ class LogProducer:
         """
         if self._closed:
             return 0
-        if self._generation != _fork_generation:
-            self._after_fork()
+        if self._forked:  # a child that never sent anything: no client to flush
+            self._closed = True
+            _forget(self)
+            return 0
         remaining = self.flush(timeout)
         self._closed = True
+        self._usable = False
         if remaining:
             self._producer.purge(in_queue=True, in_flight=True, blocking=False)
             self._producer.poll(0)  # serve the purge's delivery reports: counted as failed
@@ -205,11 +228,13 @@ class LogProducer:
 
     def stats(self) -> ProducerStats:
         """Return a snapshot of the counters (see :class:`ProducerStats`)."""
-        in_flight = 0 if self._closed else len(self._producer)
+        in_flight = len(self._producer) if self._usable else 0
         with self._lock:
-            delivered = self._enqueued - self._delivery_failures - in_flight
+            enqueued = next(self._enqueued) - self._enqueued_reads
+            self._enqueued_reads += 1
+            delivered = enqueued - self._delivery_failures - in_flight
             return ProducerStats(
-                enqueued=self._enqueued,
+                enqueued=enqueued,
                 delivered=max(delivered, 0),
                 failed=self._failed,
                 dropped=self._dropped,
@@ -257,17 +282,12 @@ class LogProducer:
         threads that are gone), so nothing queued by the parent is delivered twice.
         """
         with _registry_lock:
-            if self._generation == _fork_generation:
+            if not self._forked:
                 return
             _abandoned.append(self._producer)
-            # A parent thread may have held the counter lock at the fork: start a new one.
-            self._lock = threading.Lock()
-            self._enqueued = self._failed = self._delivery_failures = 0
-            self._dropped = self._encode_errors = 0
-            self._last_error = None
-            self._closed = False
+            # A parent thread may have held the counter lock at the fork: start new ones.
+            self._reset_counters()
             self._start()
-            self._generation = _fork_generation
 
 
 def _describe(exc: BaseException) -> str:
@@ -281,7 +301,7 @@ def _describe(exc: BaseException) -> str:
 _registry: dict[tuple[tuple[str, str], ...], LogProducer] = {}
 _registry_lock = threading.RLock()
 _abandoned: list[Any] = []
-_fork_generation = 0
+_instances: weakref.WeakSet[LogProducer] = weakref.WeakSet()
 _exit_timeout = DEFAULT_EXIT_TIMEOUT
 
 
@@ -327,13 +347,15 @@ def close_all(timeout: float | None = None) -> int:
     return left
 
 
-def _bump_fork_generation() -> None:
-    global _fork_generation, _registry_lock
+def _in_forked_child() -> None:
+    global _registry_lock
     _registry_lock = threading.RLock()  # a parent thread may have held it at the fork
-    _fork_generation += 1
+    for producer in list(_instances):
+        if not producer.closed:
+            producer._usable, producer._forked = False, True
 
 
-os.register_at_fork(after_in_child=_bump_fork_generation)
+os.register_at_fork(after_in_child=_in_forked_child)
 # Registered at import, after ``logging`` registered its own hook: exit hooks run last-in
 # first-out, so producers are flushed before logging.shutdown() closes the handlers, and
 # after any exit hook the application registers later than this import.

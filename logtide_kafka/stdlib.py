@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from itertools import islice
 from typing import Any, Final
 
 from logtide_kafka._event import HOSTNAME, level_name, make_event, normalize_service
@@ -74,6 +75,14 @@ class KafkaHandler(logging.Handler):
         """Counters of the (shared) producer: see :class:`ProducerStats`."""
         return self._producer.stats()
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Filter, then emit, without taking the handler's lock: :meth:`emit` is
+        thread-safe on its own, and the lock would serialise every logging thread."""
+        result = self.filter(record)
+        if result:  # since 3.12 a filter may return a replacement record
+            self.emit(result if isinstance(result, logging.LogRecord) else record)
+        return bool(result)
+
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith(_OWN_LOGGERS) or record.name == _OWN_LOGGER:
             return
@@ -106,9 +115,14 @@ class KafkaHandler(logging.Handler):
             message = str(record.msg)
             metadata["format_error"] = f"{type(exc).__name__}: {exc}"
             metadata["format_args"] = repr(record.args)
-        record_dict = record.__dict__
-        if len(record_dict) != _PLAIN_RECORD_LEN:
-            for key, value in record_dict.items():
+        attrs = record.__dict__
+        if len(attrs) != _PLAIN_RECORD_LEN:
+            # ``extra=`` fields follow the attributes LogRecord.__init__ sets, starting
+            # with ``name``; a record built some other way is scanned in full.
+            items = iter(attrs.items())
+            if next(iter(attrs)) == "name":
+                items = islice(items, _PLAIN_RECORD_LEN, None)
+            for key, value in items:
                 if key not in _RECORD_ATTRS:
                     metadata[key] = value
         if record.exc_info and record.exc_info[0] is not None:

@@ -65,6 +65,27 @@ def test_extra_fields_go_to_metadata_and_win(handler: KafkaHandler) -> None:
     assert metadata["logger"] == "from-extra"
 
 
+def test_extras_of_records_built_in_other_ways(handler: KafkaHandler) -> None:
+    class EarlyRecord(logging.LogRecord):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.set_first = "early"  # before LogRecord's own attributes
+            super().__init__(*args, **kwargs)
+
+    early = EarlyRecord("app", logging.INFO, "f.py", 1, "m", None, None)
+    early.late = "late"
+    assert {k: handler.to_event(early)["metadata"].get(k) for k in ("set_first", "late")} == {
+        "set_first": "early",
+        "late": "late",
+    }
+    formatted = _record(extra={"order": 1})
+    logging.Formatter("%(asctime)s %(message)s").format(formatted)  # adds message, asctime
+    formatted.after_format = True
+    metadata = handler.to_event(formatted)["metadata"]
+    assert (metadata["order"], metadata["after_format"]) == (1, True)
+    assert "asctime" not in metadata
+    assert "message" not in metadata
+
+
 def test_exception_fields(handler: KafkaHandler) -> None:
     try:
         raise KeyError("missing")
