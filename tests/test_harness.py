@@ -1,0 +1,67 @@
+"""The test harness itself: brokers start for real, and no JVM outlives its owner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from logtide_kafka.testing import LocalKafka, kafka_classpath
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0): look at its state.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ", 1)[1][0] != "Z"
+
+
+def test_the_broker_jars_come_from_maven_central_into_the_cache() -> None:
+    libs = kafka_classpath()
+    names = {path.name for path in libs.glob("*.jar")}
+    assert any(name.startswith("kafka_2.13-4.") for name in names), sorted(names)
+    assert any(name.startswith("kafka-clients-") for name in names)
+    assert any(name.startswith("log4j-slf4j-impl-") for name in names)
+
+
+def test_stop_leaves_no_process_and_no_files_behind() -> None:
+    kafka = LocalKafka(1).start()
+    (node,) = kafka.nodes
+    assert node.process is not None
+    pid = node.process.pid
+    assert _alive(pid)
+    assert node.log_file.read_text().strip(), "the broker wrote no log"
+    kafka.stop()
+    assert not _alive(pid)
+    assert not kafka.workdir.exists()
+
+
+def test_a_killed_owner_takes_its_brokers_with_it() -> None:
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from logtide_kafka.testing import LocalKafka
+        kafka = LocalKafka(1).start()
+        print(kafka.nodes[0].process.pid, kafka.workdir, flush=True)
+        time.sleep(600)
+        """
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    pid, workdir = owner.stdout.readline().split()
+    jvm = int(pid)
+    assert _alive(jvm)
+    owner.send_signal(signal.SIGKILL)  # no teardown, no atexit: only PDEATHSIG remains
+    owner.wait()
+    deadline = time.monotonic() + 15
+    while _alive(jvm) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    shutil.rmtree(workdir, ignore_errors=True)
+    assert not _alive(jvm), f"JVM {jvm} outlived the process that started it"
