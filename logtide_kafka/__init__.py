@@ -1,10 +1,9 @@
 """Publish Python logs to Apache Kafka as LogTide-native JSON events, never blocking the app.
 
-Three ways in, one shared non-blocking producer per configuration:
+Two ways in, one shared non-blocking producer per configuration:
 
 * :class:`KafkaHandler`, a :class:`logging.Handler` (also from ``dictConfig``);
-* :func:`send_log`, a direct call;
-* the structlog processor (``logtide_kafka.structlog``, with the ``structlog`` extra).
+* :func:`send_log`, a direct call.
 """
 
 from __future__ import annotations

@@ -52,9 +52,11 @@ def configure(
 def _default_producer() -> LogProducer:
     global _producer
     producer = _producer
-    if producer is None or producer.closed:
+    if producer is None:
         with _lock:
             producer = _producer = get_producer(_settings["bootstrap_servers"], _settings["config"])
+    # Once closed (close_all, interpreter exit) it stays closed and sends count as dropped,
+    # as for the handlers: a new producer now would never be flushed.  configure() reopens.
     return producer
 
 
@@ -93,8 +95,9 @@ def send_log(level: str | int, message: str, service: str, /, **metadata: Any) -
     return producer.send(_settings["topic"], key, event)
 
 
-def flush(timeout: float = DEFAULT_EXIT_TIMEOUT) -> int:
-    """Wait up to ``timeout`` seconds for ``send_log``'s events; return how many remain."""
+def flush(timeout: float | None = None) -> int:
+    """Wait up to ``timeout`` seconds (default: the exit timeout) for ``send_log``'s
+    events; return how many remain."""
     return _default_producer().flush(timeout)
 
 

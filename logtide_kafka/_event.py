@@ -96,7 +96,7 @@ def normalize_level(level: str | int) -> tuple[str, bool]:
 def normalize_service(service: object) -> str:
     """Coerce a service name to LogTide's 1-100 characters (``unknown`` when empty)."""
     text = service if isinstance(service, str) else safe_str(service)
-    text = text.strip()
+    text = _valid_text(text.strip())  # it is also the message key: it must encode
     if not text:
         return UNKNOWN_SERVICE
     return text[:MAX_SERVICE_LEN]
@@ -129,8 +129,9 @@ def make_event(
     message: str,
     metadata: dict[str, Any],
 ) -> dict[str, Any]:
-    """Assemble one event; ``trace_id``/``span_id`` move from metadata to the top level
-    when they are valid hex ids, and are otherwise left in metadata untouched."""
+    """Assemble one event.  A valid ``trace_id`` (32 lower-case hex) moves from metadata
+    to the top level, and with it a valid ``span_id`` (16 hex); anything else stays in
+    metadata untouched (a span without its trace means nothing to a trace view)."""
     event: dict[str, Any] = {
         "time": format_time(created),
         "service": service,
@@ -139,9 +140,8 @@ def make_event(
         "metadata": metadata,
     }
     trace_id = metadata.get("trace_id")
-    if trace_id is not None:
-        if isinstance(trace_id, str) and _HEX32.fullmatch(trace_id):
-            event["trace_id"] = metadata.pop("trace_id")
+    if trace_id.__class__ is str and _HEX32.fullmatch(trace_id):
+        event["trace_id"] = metadata.pop("trace_id")
         span_id = metadata.get("span_id")
         if isinstance(span_id, str) and _HEX16.fullmatch(span_id):
             event["span_id"] = metadata.pop("span_id")

@@ -52,6 +52,9 @@ DEFAULT_EXIT_TIMEOUT: Final = 10.0
 CLIENT_LOGGER: Final = "logtide_kafka.client"
 
 _log = logging.getLogger("logtide_kafka")
+# A library leaves output to the application's logging configuration (logging HOWTO):
+# without one, librdkafka's retries would reach stderr through logging.lastResort.
+_log.addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,14 +187,16 @@ class LogProducer:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def flush(self, timeout: float = DEFAULT_EXIT_TIMEOUT) -> int:
-        """Wait up to ``timeout`` seconds for queued events; return how many remain."""
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait up to ``timeout`` seconds (default: the exit timeout, see
+        :func:`set_exit_timeout`) for queued events; return how many remain."""
         if not self._usable:
             return 0
-        remaining: int = self._producer.flush(max(timeout, 0.0))
+        bound = _exit_timeout if timeout is None else timeout
+        remaining: int = self._producer.flush(max(bound, 0.0))
         return remaining
 
-    def close(self, timeout: float = DEFAULT_EXIT_TIMEOUT) -> int:
+    def close(self, timeout: float | None = None) -> int:
         """Flush within ``timeout``, stop the poller and refuse further events.
 
         Events still undelivered when the bound is reached are purged, counted as
@@ -203,7 +208,8 @@ class LogProducer:
             self._closed = True
             _forget(self)
             return 0
-        remaining = self.flush(timeout)
+        bound = _exit_timeout if timeout is None else timeout
+        remaining = self.flush(bound)
         self._closed = True
         self._usable = False
         if remaining:
@@ -211,7 +217,7 @@ class LogProducer:
             self._producer.poll(0)  # serve the purge's delivery reports: counted as failed
             print(
                 f"logtide-kafka: {remaining} log event(s) not delivered to "
-                f"{self._config.get('bootstrap.servers')} within {timeout:g}s at close",
+                f"{self._config.get('bootstrap.servers')} within {bound:.1f}s at close",
                 file=sys.stderr,
             )
         self._stop.set()

@@ -143,7 +143,8 @@ class KafkaHandler(logging.Handler):
         )
 
     def flush(self) -> None:
-        """Wait (bounded by the exit timeout) until the shared producer's queue drains."""
+        """Wait, at most the exit timeout (``configure(exit_timeout=...)``, 10 s by
+        default), until the shared producer's queue drains."""
         self._producer.flush()
 
     def close(self) -> None:

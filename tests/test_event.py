@@ -87,6 +87,7 @@ def test_time_cache_does_not_leak_between_seconds() -> None:
         ("   ", "unknown"),
         ("x" * 250, "x" * 100),
         (42, "42"),
+        ("bad\ud800name", "bad\ufffdname"),
     ],
 )
 def test_service_is_1_to_100_characters(given: object, expected: str) -> None:
@@ -109,6 +110,7 @@ def test_valid_trace_and_span_ids_move_to_the_top_level() -> None:
         {"trace_id": TRACE.upper()},
         {"trace_id": 1234},
         {"trace_id": TRACE, "span_id": "short"},
+        {"trace_id": "not-hex", "span_id": SPAN},
         {"span_id": SPAN},
     ],
 )

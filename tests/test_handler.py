@@ -123,6 +123,14 @@ def test_non_string_messages_and_empty_messages(handler: KafkaHandler) -> None:
     assert handler.to_event(_record("", None))["message"] == "(empty message)"
 
 
+def test_a_service_name_that_cannot_be_encoded_is_repaired(dead_bootstrap: str) -> None:
+    handler = KafkaHandler("svc\udc80", bootstrap_servers=dead_bootstrap)
+    assert handler.service == "svc\ufffd"
+    handler.handle(_record())
+    assert handler.stats().enqueued == 1
+    handler.producer.close(0)
+
+
 def test_emit_enqueues_one_event(handler: KafkaHandler) -> None:
     handler.handle(_record())
     assert handler.stats().enqueued == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -9,6 +10,7 @@ import time
 
 import pytest
 
+import logtide_kafka
 from logtide_kafka import LogProducer, get_producer
 from logtide_kafka.producer import DEFAULT_CONFIG, resolve_config
 
@@ -91,6 +93,17 @@ def test_user_callbacks_are_still_called(dead_bootstrap: str) -> None:
     assert errors, "the caller's error_cb was not called"
     assert producer.stats().failed == 1  # timed out in the queue: a failed delivery
     producer.close(0)
+
+
+def test_after_close_all_events_are_counted_as_dropped(dead_bootstrap: str) -> None:
+    logtide_kafka.configure(dead_bootstrap)
+    handler = logtide_kafka.KafkaHandler("closed-svc", bootstrap_servers=dead_bootstrap)
+    assert logtide_kafka.close_all(0) == 0
+    assert logtide_kafka.send_log("info", "too late", "closed-svc") is False
+    handler.handle(logging.makeLogRecord({"name": "app", "msg": "too late", "levelno": 20}))
+    assert logtide_kafka.stats().dropped == 2  # one shared producer, both counted
+    logtide_kafka.configure(dead_bootstrap)  # configure() opens a new one
+    assert logtide_kafka.send_log("info", "again", "closed-svc") is True
 
 
 def test_exit_with_an_unreachable_broker_is_bounded(dead_bootstrap: str) -> None:

@@ -1,0 +1,440 @@
+"""Throughput of logtide-kafka's logging paths against a real Kafka broker.
+
+Four paths, each called ``--records`` times per repetition (median of ``--repeats``):
+
+1. raw ``confluent_kafka.Producer.produce`` of pre-serialized JSON bytes (the ``send_log``
+   baseline), with the library's producer settings and a background poll thread;
+2. a stdlib logger with a no-op handler (the floor for ``KafkaHandler``);
+3. ``KafkaHandler`` on the same kind of logger, with the same call;
+4. ``logtide_kafka.send_log``.
+
+The timed part is the application thread calling the path N times (produce is
+asynchronous); the flush that follows (delivery to the broker) is timed separately.  Every
+Kafka path uses the same producer settings, including a local queue large enough that
+nothing is dropped; a repetition that drops or fails any event is reported as INVALID.
+
+Usage::
+
+    python bench/bench_producer.py [--records N] [--repeats R] [--bootstrap HOST:PORT]
+                                   [--profile handler|send_log|raw|noop]
+
+Without ``--bootstrap`` (or ``LOGTIDE_KAFKA_BOOTSTRAP``) a local Kafka broker is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import gc
+import logging
+import os
+import platform
+import pstats
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import version as metadata_version
+from typing import Any, Final
+
+import confluent_kafka
+import orjson
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+
+import logtide_kafka
+from logtide_kafka import KafkaHandler
+from logtide_kafka.producer import resolve_config
+from logtide_kafka.testing import KAFKA_VERSION, LocalKafka, create_topics
+
+#: Applied to every Kafka path alike, so no run drops events on a full local queue.
+PRODUCER_OVERRIDES: Final[dict[str, Any]] = {"queue.buffering.max.messages": 1_000_000}
+SERVICE: Final = "bench-svc"
+FLUSH_TIMEOUT: Final = 120.0
+TARGETS: Final = (
+    ("KafkaHandler / no-op floor", "handler", "noop", 0.80),
+    ("send_log / raw produce", "send_log", "raw", 0.60),
+    ("KafkaHandler / raw produce", "handler", "raw", None),
+)
+_QUIET = logging.getLogger("bench.client")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
+@dataclass(frozen=True)
+class Counters:
+    """What a path's producer reports; all zero for the no-op path."""
+
+    enqueued: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dropped: int = 0
+    queue_length: int = 0
+
+
+class BenchPath:
+    """One way of logging an event, called ``n`` times by :meth:`loop`."""
+
+    name: str = ""
+    label: str = ""
+    #: The Kafka topic it publishes to; None for the no-op floor.
+    topic: str | None = None
+
+    def loop(self, n: int) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> int:
+        """Wait for delivery; return how many events are still undelivered."""
+        return 0
+
+    def counters(self) -> Counters:
+        return Counters()
+
+
+class NoopHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        pass
+
+
+def _logger(name: str, handler: logging.Handler) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+class NoopPath(BenchPath):
+    name, label = "noop", "stdlib logger, no-op handler"
+
+    def __init__(self) -> None:
+        self.logger = _logger("bench.noop", NoopHandler())
+
+    def loop(self, n: int) -> None:
+        info = self.logger.info
+        for i in range(n):
+            info("order %s placed", i, extra={"order_id": i, "user": "u1"})
+
+
+class HandlerPath(BenchPath):
+    name, label = "handler", "KafkaHandler"
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.handler = KafkaHandler(
+            SERVICE, topic=topic, bootstrap_servers=bootstrap, producer_config=PRODUCER_OVERRIDES
+        )
+        self.logger = _logger("bench.kafka", self.handler)
+
+    def loop(self, n: int) -> None:
+        info = self.logger.info
+        for i in range(n):
+            info("order %s placed", i, extra={"order_id": i, "user": "u1"})
+
+    def flush(self) -> int:
+        return self.handler.producer.flush(FLUSH_TIMEOUT)
+
+    def counters(self) -> Counters:
+        s = self.handler.stats()
+        return Counters(s.enqueued, s.delivered, s.failed, s.dropped, s.queue_length)
+
+    def sample_payload(self) -> bytes:
+        """One event exactly as this path encodes it: the raw path sends these bytes."""
+        record = self.logger.makeRecord(
+            self.logger.name,
+            logging.INFO,
+            __file__,
+            1,
+            "order %s placed",
+            (42,),
+            None,
+            func="loop",
+            extra={"order_id": 42, "user": "u1"},
+        )
+        return orjson.dumps(self.handler.to_event(record))
+
+
+class SendLogPath(BenchPath):
+    name, label = "send_log", "send_log()"
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        logtide_kafka.configure(bootstrap, topic=topic, producer_config=PRODUCER_OVERRIDES)
+
+    def loop(self, n: int) -> None:
+        send = logtide_kafka.send_log
+        for i in range(n):
+            send("info", "order placed", SERVICE, order_id=i, user="u1")
+
+    def flush(self) -> int:
+        return logtide_kafka.flush(FLUSH_TIMEOUT)
+
+    def counters(self) -> Counters:
+        s = logtide_kafka.stats()
+        return Counters(s.enqueued, s.delivered, s.failed, s.dropped, s.queue_length)
+
+
+class RawPath(BenchPath):
+    name, label = "raw", "raw Producer.produce (bytes)"
+
+    def __init__(self, bootstrap: str, topic: str, payload: bytes) -> None:
+        self.topic = self.raw_topic = topic
+        self.payload, self.key = payload, SERVICE.encode()
+        config = resolve_config(bootstrap, PRODUCER_OVERRIDES)
+        config.update(on_delivery=self._on_delivery, logger=_QUIET)
+        self.producer = Producer(config)
+        self.produced = self.dropped = self.failed = 0
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="raw-poller", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.producer.poll(0.2)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:  # only errors are reported (delivery.report.only.error)
+            self.failed += 1
+
+    def loop(self, n: int) -> None:
+        produce, topic, value, key = self.producer.produce, self.raw_topic, self.payload, self.key
+        dropped = 0
+        for _ in range(n):
+            try:
+                produce(topic, value, key)
+            except BufferError:
+                dropped += 1
+        self.produced += n - dropped
+        self.dropped += dropped
+
+    def flush(self) -> int:
+        remaining: int = self.producer.flush(FLUSH_TIMEOUT)
+        return remaining
+
+    def counters(self) -> Counters:
+        pending = len(self.producer)
+        delivered = self.produced - self.failed - pending
+        return Counters(self.produced, delivered, self.failed, self.dropped, pending)
+
+    def close(self) -> None:
+        self.producer.flush(FLUSH_TIMEOUT)
+        self._stop.set()
+        self._poller.join(2.0)
+
+
+@dataclass
+class Sample:
+    loop_s: float
+    cpu_s: float
+    flush_s: float
+    problems: list[str] = field(default_factory=list)
+
+
+def run_once(path: BenchPath, n: int) -> Sample:
+    """Call the path n times (timed), then flush (timed apart) and check every delivery."""
+    before = path.counters()
+    gc.collect()
+    cpu0, t0 = time.thread_time(), time.perf_counter()
+    path.loop(n)
+    t1, cpu1 = time.perf_counter(), time.thread_time()
+    remaining = path.flush()
+    t2 = time.perf_counter()
+    after = path.counters()
+    problems = []
+    if path.topic is not None:
+        if remaining:
+            problems.append(f"{remaining} undelivered after flush")
+        if after.enqueued - before.enqueued != n:
+            problems.append(f"enqueued {after.enqueued - before.enqueued} != {n}")
+        if after.dropped != before.dropped:
+            problems.append(f"dropped {after.dropped - before.dropped}")
+        if after.failed != before.failed:
+            problems.append(f"failed {after.failed - before.failed}")
+        if after.queue_length or after.delivered != after.enqueued:
+            problems.append(f"delivered {after.delivered} != enqueued {after.enqueued}")
+    return Sample(t1 - t0, cpu1 - cpu0, t2 - t1, problems)
+
+
+def topic_message_count(bootstrap: str, topic: str) -> int:
+    """Messages in a topic according to its partitions' watermarks (independent check)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": f"bench-{uuid.uuid4().hex}",
+        "logger": _QUIET,
+    }
+    consumer = Consumer(config)
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        total = 0
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+@contextlib.contextmanager
+def kafka_cluster(bootstrap: str | None) -> Iterator[tuple[str, str, bool]]:
+    """Yield ``(bootstrap, kafka_version_text, local)``: the given cluster or a local one."""
+    if bootstrap:
+        yield bootstrap, "external cluster (version not queried)", False
+        return
+    with LocalKafka(1) as kafka:
+        yield kafka.bootstrap_servers, f"Apache Kafka {KAFKA_VERSION} (LocalKafka, 1 node)", True
+
+
+def _profile(path: BenchPath, n: int) -> None:
+    path.loop(min(n, 10_000))  # warm-up
+    path.flush()
+    profiler = cProfile.Profile()
+    profiler.runcall(path.loop, n)
+    path.flush()
+    print(f"\ncProfile of {path.label}, {n:,} calls (top 25 by own time):")
+    pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)
+
+
+def _rate(n: int, seconds: list[float]) -> float:
+    return n / statistics.median(seconds)
+
+
+def report(paths: list[BenchPath], samples: dict[str, list[Sample]], n: int) -> bool:
+    """Print the results table, the ratios and the delivery checks; return validity."""
+    print(
+        f"\n{'path':<30} {'records/s':>11} {'min..max records/s':>21} {'us/call':>8} "
+        f"{'app CPU us':>10} {'flush ms':>9} {'+flush rec/s':>13}"
+    )
+    rates: dict[str, float] = {}
+    for path in paths:
+        runs = samples[path.name]
+        loops = [s.loop_s for s in runs]
+        rates[path.name] = rate = _rate(n, loops)
+        spread = f"{n / max(loops):,.0f}..{n / min(loops):,.0f}"
+        cpu_us = statistics.median(s.cpu_s for s in runs) / n * 1e6
+        flush = "      n/a           n/a"
+        if path.topic:
+            flush_ms = statistics.median(s.flush_s for s in runs) * 1e3
+            flush = f"{flush_ms:9.1f} {_rate(n, [s.loop_s + s.flush_s for s in runs]):13,.0f}"
+        print(
+            f"{path.label:<30} {rate:>11,.0f} {spread:>21} {1e6 / rate:>8.2f} "
+            f"{cpu_us:>10.2f} {flush}"
+        )
+    print(
+        "(records/s: N / median wall time of the N calls on the app thread; app CPU us: that\n"
+        " thread's CPU time per call; +flush rec/s: N / median time of the calls plus flush)\n"
+    )
+    for label, num, den, target in TARGETS:
+        ratio = rates[num] / rates[den]
+        verdict = (
+            "(informational)"
+            if target is None
+            else (f"target >= {target:.2f}  {'PASS' if ratio >= target else 'MISS'}")
+        )
+        print(f"{label:<28} {ratio:5.2f}  {verdict}")
+    valid = True
+    print("\ndelivery checks after each repetition's flush (KafkaHandler and send_log share")
+    print("one producer, so their counters are shared), then topic watermarks:")
+    for path in paths:
+        if path.topic is None:
+            continue
+        problems = [p for s in samples[path.name] for p in s.problems]
+        valid = valid and not problems
+        c = path.counters()
+        print(
+            f"  {path.label:<30} enqueued={c.enqueued:,} delivered={c.delivered:,} "
+            f"failed={c.failed} dropped={c.dropped} queue={c.queue_length}  "
+            f"{'OK' if not problems else 'INVALID: ' + '; '.join(problems)}"
+        )
+    return valid
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--records", type=int, default=100_000, help="calls per repetition")
+    parser.add_argument("--repeats", type=int, default=5, help="repetitions (median reported)")
+    parser.add_argument("--bootstrap", default=os.environ.get("LOGTIDE_KAFKA_BOOTSTRAP"))
+    parser.add_argument(
+        "--profile",
+        choices=["raw", "noop", "handler", "send_log"],
+        help="instead of the benchmark, cProfile one path over --records calls",
+    )
+    args = parser.parse_args()
+    n, repeats = args.records, args.repeats
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+    with kafka_cluster(args.bootstrap) as (bootstrap, kafka_text, local):
+        suffix = uuid.uuid4().hex[:8]
+        topics = {name: f"bench.{name}.{suffix}" for name in ("raw", "handler", "send_log")}
+        create_topics(bootstrap, topics.values(), partitions=3, replication_factor=1)
+        handler = HandlerPath(bootstrap, topics["handler"])
+        payload = handler.sample_payload()
+        raw = RawPath(bootstrap, topics["raw"], payload)
+        paths: list[BenchPath] = [
+            raw,
+            NoopPath(),
+            handler,
+            SendLogPath(bootstrap, topics["send_log"]),
+        ]
+        print(f"Kafka:            {kafka_text} at {bootstrap}")
+        print(
+            f"confluent-kafka:  {metadata_version('confluent-kafka')}, "
+            f"librdkafka {confluent_kafka.libversion()[0]}"
+        )
+        print(
+            f"Python:           {platform.python_implementation()} {platform.python_version()} "
+            f"on {platform.machine()}, {cpus} usable CPU(s), cpu_count={os.cpu_count()}"
+        )
+        print(f"producer config:  library defaults + {PRODUCER_OVERRIDES} (all Kafka paths)")
+        print(f"raw payload:      {len(payload)} bytes, e.g. {payload[:100].decode()}...")
+        print(f"records:          {n:,} per repetition, {repeats} repetitions, median reported")
+
+        try:
+            if args.profile:
+                _profile(next(p for p in paths if p.name == args.profile), n)
+                return 0
+            warmup = min(n, 10_000)
+            for path in paths:  # warm-up: connections, metadata, producer ids, caches
+                run_once(path, warmup)
+            samples: dict[str, list[Sample]] = {p.name: [] for p in paths}
+            for rep in range(repeats):  # rotate the order so no path always goes first
+                for path in paths[rep % len(paths) :] + paths[: rep % len(paths)]:
+                    samples[path.name].append(run_once(path, n))
+                print(f"  repetition {rep + 1}/{repeats} done", flush=True)
+            valid = report(paths, samples, n)
+            for path in paths:
+                if path.topic is not None:
+                    expected = warmup + repeats * n
+                    found = topic_message_count(bootstrap, path.topic)
+                    ok = found == expected
+                    valid = valid and ok
+                    print(
+                        f"  topic {path.topic:<28} {found:,} messages, expected {expected:,}: "
+                        f"{'OK' if ok else 'MISMATCH'}"
+                    )
+            print(f"\nrun {'VALID: every event delivered' if valid else 'INVALID'}")
+            return 0 if valid else 1
+        finally:
+            raw.close()
+            handler.logger.removeHandler(handler.handler)
+            logtide_kafka.close_all(30)
+            if not local:
+                admin_config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _QUIET}
+                admin = AdminClient(admin_config)  # must outlive the futures
+                for future in admin.delete_topics(list(topics.values())).values():
+                    with contextlib.suppress(KafkaException):
+                        future.result(timeout=30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
