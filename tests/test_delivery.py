@@ -264,3 +264,28 @@ def test_queue_overflow_is_counted_and_the_rest_delivered(
     events = _read(kafka_bootstrap, topic, service, stats.delivered)
     sent = [i for i, ok in enumerate(results) if ok]
     assert [e.value["metadata"]["seq"] for e in events] == sent
+
+
+def test_a_forked_child_gets_its_own_client_and_nothing_is_sent_twice(
+    kafka_bootstrap: str, topic: str, service: str
+) -> None:
+    logtide_kafka.configure(kafka_bootstrap, topic=topic)
+    for seq in range(10):
+        logtide_kafka.send_log("info", "parent", service, seq=seq)
+    # Fork with events still queued in the parent: the child must not send them again.
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            for seq in range(10, 15):
+                logtide_kafka.send_log("info", "child", service, seq=seq)
+            stats = logtide_kafka.stats()
+            code = 0 if logtide_kafka.flush(20) == 0 and stats.enqueued == 5 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert logtide_kafka.flush(10) == 0
+    events = _read(kafka_bootstrap, topic, service, 15)
+    assert sorted(e.value["metadata"]["seq"] for e in events) == list(range(15))
+    assert len(read_events(kafka_bootstrap, topic, where=lambda e: e["service"] == service)) == 15
