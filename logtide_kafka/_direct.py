@@ -64,7 +64,7 @@ def _service_key(service: object) -> tuple[str, bytes]:
     cached = _keys.get(service) if service.__class__ is str else None
     if cached is None:
         name = normalize_service(service)
-        cached = (name, name.encode("utf-8", "surrogatepass"))
+        cached = (name, name.encode())
         if service.__class__ is str and len(_keys) < _MAX_KEYS:
             _keys[service] = cached
     return cached

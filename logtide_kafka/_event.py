@@ -87,7 +87,7 @@ def normalize_level(level: str | int) -> tuple[str, bool]:
             return name, True
     elif isinstance(level, int) and not isinstance(level, bool):
         return level_name(level), True
-    name = _NAMED_LEVELS.get(str(level).strip().lower())
+    name = _NAMED_LEVELS.get(safe_str(level).strip().lower())
     if name is None:
         return "info", False
     return name, True

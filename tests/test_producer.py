@@ -106,6 +106,19 @@ def test_after_close_all_events_are_counted_as_dropped(dead_bootstrap: str) -> N
     assert logtide_kafka.send_log("info", "again", "closed-svc") is True
 
 
+def test_send_log_never_raises_on_odd_arguments(dead_bootstrap: str) -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    logtide_kafka.configure(dead_bootstrap)
+    assert logtide_kafka.send_log("info", "m", "svc\ud800") is True  # service repaired
+    assert logtide_kafka.send_log("info", Unprintable(), Unprintable()) is True  # type: ignore[arg-type]
+    assert logtide_kafka.send_log(Unprintable(), "m", "svc") is True  # type: ignore[arg-type]
+    assert logtide_kafka.stats().enqueued == 3
+    assert logtide_kafka.stats().failed == 0
+
+
 def test_exit_with_an_unreachable_broker_is_bounded(dead_bootstrap: str) -> None:
     script = textwrap.dedent(
         f"""
