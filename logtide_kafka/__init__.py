@@ -1,8 +1,9 @@
 """Publish Python logs to Apache Kafka as LogTide-native JSON events, never blocking the app.
 
-Two ways in, one shared non-blocking producer per configuration:
+Three ways in, one shared non-blocking producer per configuration:
 
 * :class:`KafkaHandler`, a :class:`logging.Handler` (also from ``dictConfig``);
+* :class:`logtide_kafka.structlog.KafkaProcessor`, a structlog processor;
 * :func:`send_log`, a direct call.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from logtide_kafka._direct import configure, flush, send_log, stats
+from logtide_kafka._redact import DEFAULT_REDACT_KEYS, REDACTED
+from logtide_kafka._routing import CATEGORIES, DEFAULT_TOPIC, TOPICS
 from logtide_kafka.producer import LogProducer, ProducerStats, close_all, get_producer
 from logtide_kafka.stdlib import KafkaHandler
 
@@ -20,6 +23,11 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0"
 
 __all__ = [
+    "CATEGORIES",
+    "DEFAULT_REDACT_KEYS",
+    "DEFAULT_TOPIC",
+    "REDACTED",
+    "TOPICS",
     "KafkaHandler",
     "LogProducer",
     "ProducerStats",

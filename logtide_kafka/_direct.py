@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from time import time
 from typing import Any, Final
 
 from logtide_kafka._event import HOSTNAME, make_event, normalize_level, normalize_service, safe_str
+from logtide_kafka._publish import Publisher
+from logtide_kafka._redact import DEFAULT_REDACT_KEYS
+from logtide_kafka._routing import DEFAULT_TOPIC
 from logtide_kafka.producer import (
     DEFAULT_EXIT_TIMEOUT,
-    LogProducer,
     ProducerStats,
     get_producer,
     set_exit_timeout,
 )
-from logtide_kafka.stdlib import DEFAULT_TOPIC
 
 __all__ = ["configure", "flush", "send_log", "stats"]
 
 _lock = threading.Lock()
-_settings: dict[str, Any] = {"bootstrap_servers": None, "config": None, "topic": DEFAULT_TOPIC}
-_producer: LogProducer | None = None
+_publisher: Publisher | None = None
 #: Encoded message keys by service name; bounded so arbitrary names cannot grow it forever.
 _keys: dict[str, tuple[str, bytes]] = {}
 _MAX_KEYS: Final = 1024
@@ -33,31 +33,49 @@ def configure(
     topic: str = DEFAULT_TOPIC,
     producer_config: Mapping[str, Any] | None = None,
     exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
+    logger_categories: Mapping[str, str] | None = None,
+    level_categories: Mapping[str | int, str] | None = None,
+    fields: Mapping[str, Any] | None = None,
+    redact: Iterable[str] = DEFAULT_REDACT_KEYS,
+    trace_context: bool = True,
 ) -> None:
-    """Set where :func:`send_log` publishes (like :func:`logging.basicConfig`).
+    """Set where and how :func:`send_log` publishes (like :func:`logging.basicConfig`).
 
     Without a call, ``send_log`` uses ``KAFKA_BROKERS`` and ``logs.application``.
     ``exit_timeout`` bounds, in all, the flush of every producer at interpreter exit.
-    The producer is created here, so an invalid librdkafka setting raises here
-    (``KafkaException``) rather than being hidden by ``send_log``.
+    Routing, ``fields``, ``redact`` and ``trace_context`` work as for
+    :class:`~logtide_kafka.KafkaHandler`; ``logger_categories`` applies to a ``logger=``
+    keyword.  The producer is created here, so an invalid librdkafka setting raises here
+    (``KafkaException``), as does invalid routing (``ValueError``), rather than being
+    hidden by ``send_log``.
     """
-    global _producer
-    producer = get_producer(bootstrap_servers, producer_config)
+    global _publisher
+    publisher = Publisher(
+        get_producer(bootstrap_servers, producer_config),
+        topic=topic,
+        logger_categories=logger_categories,
+        level_categories=level_categories,
+        fields=fields,
+        redact=redact,
+        trace_context=trace_context,
+    )
     with _lock:
-        _settings.update(bootstrap_servers=bootstrap_servers, config=producer_config, topic=topic)
-        _producer = producer
+        _publisher = publisher
     set_exit_timeout(exit_timeout)
 
 
-def _default_producer() -> LogProducer:
-    global _producer
-    producer = _producer
-    if producer is None:
+def _default_publisher() -> Publisher:
+    global _publisher
+    publisher = _publisher
+    if publisher is None:
         with _lock:
-            producer = _producer = get_producer(_settings["bootstrap_servers"], _settings["config"])
-    # Once closed (close_all, interpreter exit) it stays closed and sends count as dropped,
-    # as for the handlers: a new producer now would never be flushed.  configure() reopens.
-    return producer
+            if _publisher is None:
+                _publisher = Publisher(get_producer())
+            publisher = _publisher
+    # Once closed (close_all, interpreter exit) its producer stays closed and sends count as
+    # dropped, as for the handlers: a new producer now would never be flushed.  configure()
+    # reopens.
+    return publisher
 
 
 def _service_key(service: object) -> tuple[str, bytes]:
@@ -77,9 +95,10 @@ def send_log(level: str | int, message: str, service: str, /, **metadata: Any) -
     unknown name is sent as ``info`` with the original kept in ``metadata["level_name"]``.
     Keyword arguments become the event's ``metadata``; ``trace_id`` and ``span_id``, when
     valid hex ids, become top-level fields.  Returns whether the event was enqueued (see
-    :func:`stats` for what happened to those that were not).
+    :func:`stats` for what happened to those that were not).  A ``category`` keyword
+    routes the event to ``logs.{category}``.
     """
-    producer = _default_producer()
+    publisher = _default_publisher()
     try:
         name, known = normalize_level(level)
         if not known:
@@ -88,19 +107,19 @@ def send_log(level: str | int, message: str, service: str, /, **metadata: Any) -
         if message.__class__ is not str:
             message = safe_str(message)
         metadata.setdefault("hostname", HOSTNAME)
-        event = make_event(time(), svc, name, message, metadata)
+        event = publisher.complete(make_event(time(), svc, name, message, metadata))
+        return publisher.publish(event, key)
     except Exception as exc:  # never propagate into the application, but count it
-        producer.count_failure(exc)
+        publisher.producer.count_failure(exc)
         return False
-    return producer.send(_settings["topic"], key, event)
 
 
 def flush(timeout: float | None = None) -> int:
     """Wait up to ``timeout`` seconds (default: the exit timeout) for ``send_log``'s
     events; return how many remain."""
-    return _default_producer().flush(timeout)
+    return _default_publisher().producer.flush(timeout)
 
 
 def stats() -> ProducerStats:
     """Counters of the producer behind :func:`send_log`."""
-    return _default_producer().stats()
+    return _default_publisher().producer.stats()

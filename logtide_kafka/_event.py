@@ -11,7 +11,8 @@ import re
 import socket
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from types import TracebackType
+from typing import Any, Final, TypeAlias
 
 import orjson
 
@@ -20,6 +21,7 @@ __all__ = [
     "ENCODE_OPTIONS",
     "HOSTNAME",
     "MAX_SERVICE_LEN",
+    "describe_exception",
     "encode_default",
     "encode_event",
     "encode_repaired",
@@ -123,17 +125,21 @@ def format_time(created: float) -> str:
 
 
 def make_event(
-    created: float,
+    created: float | str,
     service: str,
     level: str,
     message: str,
     metadata: dict[str, Any],
 ) -> dict[str, Any]:
-    """Assemble one event.  A valid ``trace_id`` (32 lower-case hex) moves from metadata
-    to the top level, and with it a valid ``span_id`` (16 hex); anything else stays in
-    metadata untouched (a span without its trace means nothing to a trace view)."""
+    """Assemble one event.
+
+    ``created`` is a UNIX time, or a time already in the schema's format
+    (``2025-11-25T08:30:03.214Z``).  A valid ``trace_id`` (32 lower-case hex) moves from
+    metadata to the top level, and with it a valid ``span_id`` (16 hex); anything else
+    stays in metadata untouched (a span without its trace means nothing to a trace view).
+    """
     event: dict[str, Any] = {
-        "time": format_time(created),
+        "time": created if isinstance(created, str) else format_time(created),
         "service": service,
         "level": level,
         "message": message or EMPTY_MESSAGE,
@@ -146,6 +152,14 @@ def make_event(
         if isinstance(span_id, str) and _HEX16.fullmatch(span_id):
             event["span_id"] = metadata.pop("span_id")
     return event
+
+
+ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def describe_exception(exc_info: ExcInfo, stack: str) -> dict[str, str]:
+    """The ``metadata["exception"]`` object: type, message and the formatted traceback."""
+    return {"type": exc_info[0].__qualname__, "message": safe_str(exc_info[1]), "stack": stack}
 
 
 def encode_default(obj: Any) -> Any:

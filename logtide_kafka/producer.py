@@ -43,13 +43,22 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = {
     "enable.idempotence": True,
     # Successes need no Python callback: delivered = enqueued - failed - in flight.
     "delivery.report.only.error": True,
+    # Topics are created by the pipeline's bootstrap, never by a typo in a category.
+    "allow.auto.create.topics": False,
 }
 DEFAULT_BOOTSTRAP: Final = "localhost:9092"
 #: Seconds the exit hook waits, in all, for every producer to deliver what it holds.
 DEFAULT_EXIT_TIMEOUT: Final = 10.0
+#: Seconds between two stderr warnings about the same missing topic.
+MISSING_TOPIC_WARN_INTERVAL: Final = 60.0
 #: Loggers under this name carry the library's own and librdkafka's messages; the logging
 #: integrations never ship them to Kafka.
 CLIENT_LOGGER: Final = "logtide_kafka.client"
+
+_UNKNOWN_TOPIC: Final = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+# Per-topic failure counts are kept for at most this many topics (categories can be made
+# up at run time); failures beyond are still counted in ``failed``.
+_MAX_MISSING_TOPICS: Final = 256
 
 _log = logging.getLogger("logtide_kafka")
 # A library leaves output to the application's logging configuration (logging HOWTO):
@@ -124,6 +133,10 @@ class LogProducer:
         self._dropped = 0
         self._encode_errors = 0
         self._last_error: str | None = None
+        # topic -> events failed because it does not exist; warned about by the poller.
+        self._missing: dict[str, int] = {}
+        self._missing_warned: dict[str, tuple[float, int]] = {}
+        self._missing_pending = False
 
     def _start(self) -> None:
         conf = dict(self._config)
@@ -172,7 +185,9 @@ class LogProducer:
         except (KafkaException, TypeError, ValueError) as exc:
             with self._lock:
                 self._failed += 1
-                self._last_error = _describe(exc)
+                self._last_error = f"producing to {topic!r} failed: {_describe(exc)}"
+                if isinstance(exc, KafkaException) and _is_unknown_topic(exc.args[0]):
+                    self._count_missing(topic)
             return False
         next(self._enqueued)
         return True
@@ -263,13 +278,56 @@ class LogProducer:
             except Exception as exc:  # a user callback raised; keep serving
                 with self._lock:
                     self._last_error = _describe(exc)
+            if self._missing_pending:
+                self._warn_missing_topics()
+
+    def _count_missing(self, topic: str) -> None:
+        """Count an event lost to a topic that does not exist (caller holds the lock)."""
+        if topic in self._missing or len(self._missing) < _MAX_MISSING_TOPICS:
+            self._missing[topic] = self._missing.get(topic, 0) + 1
+            self._missing_pending = True
+
+    def _warn_missing_topics(self) -> None:
+        """Print which topics are missing, at most once a minute per topic.
+
+        Runs on the poller thread, so an application thread never writes to stderr."""
+        now = time.monotonic()
+        due: list[tuple[str, int]] = []
+        with self._lock:
+            self._missing_pending = False
+            for topic, count in self._missing.items():
+                warned_at, warned_count = self._missing_warned.get(topic, (-1e9, 0))
+                if count == warned_count:
+                    continue
+                if now - warned_at >= MISSING_TOPIC_WARN_INTERVAL:
+                    self._missing_warned[topic] = (now, count)
+                    due.append((topic, count))
+                else:  # new failures, but warned recently: look again on a later pass
+                    self._missing_pending = True
+        for topic, count in due:
+            print(
+                f"logtide-kafka: topic {topic!r} does not exist on "
+                f"{self._config.get('bootstrap.servers')}; {count} log event(s) sent to it "
+                "failed so far. The producer never creates topics: create it, or route "
+                "these events to an existing one.",
+                file=sys.stderr,
+            )
+
+    def missing_topics(self) -> dict[str, int]:
+        """Topics that did not exist when events were sent to them, with how many events
+        each lost (also counted in ``failed``)."""
+        with self._lock:
+            return dict(self._missing)
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
+            topic = msg.topic() or ""
             with self._lock:
                 self._failed += 1
                 self._delivery_failures += 1
-                self._last_error = f"delivery to {msg.topic()!r} failed: {err.str()}"
+                self._last_error = f"delivery to {topic!r} failed: {err.str()}"
+                if _is_unknown_topic(err):
+                    self._count_missing(topic)
         if self._user_on_delivery is not None:
             self._user_on_delivery(err, msg)
 
@@ -294,6 +352,10 @@ class LogProducer:
             # A parent thread may have held the counter lock at the fork: start new ones.
             self._reset_counters()
             self._start()
+
+
+def _is_unknown_topic(err: object) -> bool:
+    return isinstance(err, KafkaError) and err.code() in _UNKNOWN_TOPIC
 
 
 def _describe(exc: BaseException) -> str:

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from itertools import islice
 from typing import Any, Final
 
-from logtide_kafka._event import HOSTNAME, level_name, make_event, normalize_service
+from logtide_kafka._event import (
+    HOSTNAME,
+    describe_exception,
+    level_name,
+    make_event,
+    normalize_service,
+)
+from logtide_kafka._publish import Publisher
+from logtide_kafka._redact import DEFAULT_REDACT_KEYS
+from logtide_kafka._routing import DEFAULT_TOPIC
 from logtide_kafka.producer import LogProducer, ProducerStats, get_producer
 
-__all__ = ["DEFAULT_TOPIC", "KafkaHandler"]
-
-DEFAULT_TOPIC: Final = "logs.application"
+__all__ = ["KafkaHandler"]
 
 _PROBE = logging.LogRecord("", 0, "", 0, "", None, None)
 #: Attributes every LogRecord has; anything else on a record came from ``extra=``.
@@ -26,7 +33,7 @@ _DEFAULT_FORMATTER: Final = logging.Formatter()
 
 
 class KafkaHandler(logging.Handler):
-    """Publish each record as a LogTide-native JSON event to a Kafka topic.
+    """Publish each record as a LogTide-native JSON event to a ``logs.{category}`` topic.
 
     ``emit`` only encodes the event and hands it to librdkafka's local queue; it never
     waits on the network and never raises (failures go to :meth:`handleError` or are
@@ -40,7 +47,15 @@ class KafkaHandler(logging.Handler):
             "service": "checkout",
             "bootstrap_servers": "kafka-1:9092,kafka-2:9092",
             "producer_config": {"linger.ms": 20},
+            "logger_categories": {"sqlalchemy": "infrastructure", "shop.auth": "security"},
+            "fields": {"environment": "production", "version": "1.4.2"},
         }
+
+    ``topic`` is the default topic (``logs.{service}`` gives the service its own); an
+    ``extra={"category": "security"}``, ``logger_categories`` (logger-name prefixes) and
+    ``level_categories`` route records elsewhere, in that order of precedence.  ``fields``
+    are added to every event, the active OpenTelemetry span's ids too (``trace_context``),
+    and the values of ``redact`` keys are replaced by ``"[REDACTED]"`` at any depth.
 
     The message is ``record.getMessage()``, or the output of the handler's formatter when
     one is set.  ``extra=`` fields go to ``metadata`` (they win over the built-in keys),
@@ -56,15 +71,34 @@ class KafkaHandler(logging.Handler):
         bootstrap_servers: str | None = None,
         producer_config: Mapping[str, Any] | None = None,
         level: int | str = logging.NOTSET,
+        *,
+        logger_categories: Mapping[str, str] | None = None,
+        level_categories: Mapping[str | int, str] | None = None,
+        fields: Mapping[str, Any] | None = None,
+        redact: Iterable[str] = DEFAULT_REDACT_KEYS,
+        trace_context: bool = True,
     ) -> None:
         super().__init__(level)
         self.service = normalize_service(service)
-        self.topic = topic
         self._key = self.service.encode()
         self._producer = get_producer(bootstrap_servers, producer_config)
+        self._publisher = Publisher(
+            self._producer,
+            topic=topic,
+            logger_categories=logger_categories,
+            level_categories=level_categories,
+            fields=fields,
+            redact=redact,
+            trace_context=trace_context,
+        )
         self._local = threading.local()
         #: Records skipped because they were logged from inside this handler's own emit.
         self.recursion_skipped = 0
+
+    @property
+    def topic(self) -> str:
+        """The default topic: where records go that no routing rule claims."""
+        return self._publisher.topic
 
     @property
     def producer(self) -> LogProducer:
@@ -92,14 +126,15 @@ class KafkaHandler(logging.Handler):
             return
         local.busy = True
         try:
-            self._producer.send(self.topic, self._key, self.to_event(record))
+            self._publisher.publish(self.to_event(record), self._key)
         except Exception:
             self.handleError(record)
         finally:
             local.busy = False
 
     def to_event(self, record: logging.LogRecord) -> dict[str, Any]:
-        """Build the LogTide event for ``record`` (without sending it)."""
+        """Build the LogTide event for ``record`` as it would be sent: with static fields,
+        trace ids and redaction applied (but not routed or sent)."""
         metadata: dict[str, Any] = {
             "hostname": HOSTNAME,
             "logger": record.name,
@@ -126,20 +161,15 @@ class KafkaHandler(logging.Handler):
                 if key not in _RECORD_ATTRS:
                     metadata[key] = value
         if record.exc_info and record.exc_info[0] is not None:
-            exc_type, exc_value, _ = record.exc_info
             if not record.exc_text:
                 record.exc_text = (self.formatter or _DEFAULT_FORMATTER).formatException(
                     record.exc_info
                 )
-            metadata["exception"] = {
-                "type": exc_type.__qualname__,
-                "message": str(exc_value),
-                "stack": record.exc_text,
-            }
+            metadata["exception"] = describe_exception(record.exc_info, record.exc_text)
         if record.stack_info:
             metadata["stack_info"] = record.stack_info
-        return make_event(
-            record.created, self.service, level_name(record.levelno), message, metadata
+        return self._publisher.complete(
+            make_event(record.created, self.service, level_name(record.levelno), message, metadata)
         )
 
     def flush(self) -> None:

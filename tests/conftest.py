@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -10,9 +11,10 @@ from collections.abc import Iterator
 import pytest
 
 from logtide_kafka import close_all
+from logtide_kafka._routing import TOPICS
 from logtide_kafka.testing import LocalKafka, create_topics
 
-KAFKA_FIXTURES = {"kafka_bootstrap", "topic", "kafka3"}
+KAFKA_FIXTURES = {"kafka_bootstrap", "topic", "kafka3", "layout"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,6 +53,25 @@ def topic(kafka_bootstrap: str) -> str:
     name = f"logs.test-{uuid.uuid4().hex[:12]}"
     create_topics(kafka_bootstrap, [name], partitions=3)
     return name
+
+
+@pytest.fixture(scope="session")
+def layout(kafka_bootstrap: str) -> str:
+    """The documented topics (``logs.application``, ``.infrastructure``, ``.security``)
+    exist; returns the bootstrap servers.  Tests tell their events apart by service."""
+    create_topics(kafka_bootstrap, TOPICS, partitions=3)
+    return kafka_bootstrap
+
+
+@pytest.fixture
+def logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
+    """A logger of its own for the test, at level 1, not propagating to the root."""
+    logger = logging.getLogger(f"it.{request.node.name}")
+    logger.setLevel(1)
+    logger.propagate = False
+    yield logger
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
 
 
 @pytest.fixture

@@ -9,9 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
-
-import pytest
 
 import logtide_kafka
 from logtide_kafka import KafkaHandler
@@ -31,16 +28,6 @@ class Keep(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
-
-
-@pytest.fixture
-def logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
-    logger = logging.getLogger(f"it.{request.node.name}")
-    logger.setLevel(1)
-    logger.propagate = False
-    yield logger
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
 
 
 def _read(servers: str, topic: str, service: str, count: int) -> list[ConsumedEvent]:

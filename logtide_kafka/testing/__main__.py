@@ -7,9 +7,8 @@ import contextlib
 import signal
 import threading
 
+from logtide_kafka._routing import TOPICS
 from logtide_kafka.testing._cluster import LocalKafka
-
-TOPICS = ("logs.application", "logs.infrastructure", "logs.security")
 
 
 def main() -> None:

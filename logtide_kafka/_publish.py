@@ -1,0 +1,68 @@
+"""What every integration does between building an event and producing it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from logtide_kafka._context import current_trace_ids
+from logtide_kafka._redact import DEFAULT_REDACT_KEYS, Redactor
+from logtide_kafka._routing import DEFAULT_TOPIC, Router
+from logtide_kafka.producer import LogProducer
+
+__all__ = ["Publisher"]
+
+
+class Publisher:
+    """Static fields, trace ids, redaction and routing, then the shared producer.
+
+    Each handler, structlog processor and the ``send_log`` configuration owns one; the
+    producer underneath is shared by configuration (:func:`~logtide_kafka.get_producer`).
+    """
+
+    __slots__ = ("_fields", "_redactor", "_router", "_trace_context", "producer")
+
+    def __init__(
+        self,
+        producer: LogProducer,
+        *,
+        topic: str = DEFAULT_TOPIC,
+        logger_categories: Mapping[str, str] | None = None,
+        level_categories: Mapping[str | int, str] | None = None,
+        fields: Mapping[str, Any] | None = None,
+        redact: Iterable[str] = DEFAULT_REDACT_KEYS,
+        trace_context: bool = True,
+    ) -> None:
+        self.producer = producer
+        self._router = Router(topic, logger_categories, level_categories)
+        self._fields = tuple((str(key), value) for key, value in (fields or {}).items())
+        self._redactor = Redactor(redact)
+        self._trace_context = trace_context
+
+    @property
+    def topic(self) -> str:
+        """The default topic (events no routing rule claims)."""
+        return self._router.topic
+
+    def complete(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Add static fields and the active trace ids, then redact; in place.
+
+        Must run on the thread that logs: the OpenTelemetry span is read from its context.
+        Values the event already has win over static fields and over the active span.
+        """
+        metadata: dict[str, Any] = event["metadata"]
+        for key, value in self._fields:
+            if key not in metadata:
+                metadata[key] = value
+        if self._trace_context and "trace_id" not in event:
+            ids = current_trace_ids()
+            if ids is not None:
+                event["trace_id"], event["span_id"] = ids
+        if self._redactor:
+            self._redactor.redact(metadata)
+        return event
+
+    def publish(self, event: dict[str, Any], key: bytes) -> bool:
+        """Route a completed event to its topic and hand it to the producer."""
+        topic = self._router.route(event["service"], event["level"], event["metadata"])
+        return self.producer.send(topic, key, event)

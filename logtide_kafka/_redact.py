@@ -1,0 +1,128 @@
+"""Replacing secret values in an event's metadata before it is encoded."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+__all__ = ["DEFAULT_REDACT_KEYS", "REDACTED", "Redactor"]
+
+#: Metadata keys whose values are never sent (matched case-insensitively, at any depth).
+DEFAULT_REDACT_KEYS: Final = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "set-cookie",
+)
+REDACTED: Final = "[REDACTED]"
+#: Containers nested deeper than this are replaced, not walked (as when encoding repairs).
+_MAX_DEPTH: Final = 32
+#: At most this many containers are walked per event; the rest are replaced, so a huge
+#: or self-referencing structure costs a bounded amount of work.
+_MAX_NODES: Final = 10_000
+_TOO_DEEP: Final = "<nested too deep>"
+_TOO_LARGE: Final = "<too large to redact>"
+_CYCLE: Final = "<cycle>"
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_MAX_VERDICTS: Final = 4096
+
+
+class Redactor:
+    """Replace the values of sensitive keys by ``"[REDACTED]"``, in dicts at any depth
+    (also inside lists, tuples and dataclass instances, which orjson would encode).
+
+    The top-level metadata dict is changed in place (every integration builds its own);
+    nested containers are copied when something in them is replaced, never modified, so
+    the application's own objects are left as they were.
+    """
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        if isinstance(keys, str):  # redact="password" would otherwise mean p, a, s, …
+            keys = (keys,)
+        self.keys = frozenset(str(key).lower() for key in keys)
+        # Verdicts per key as written: the vocabulary of keys is small, so after warm-up a
+        # key costs one dict lookup instead of a lower() and a set lookup.
+        self._verdicts: dict[object, bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.keys)
+
+    def _sensitive(self, key: object) -> bool:
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = isinstance(key, str) and key.lower() in self.keys
+            if len(self._verdicts) < _MAX_VERDICTS:
+                self._verdicts[key] = verdict
+        return verdict
+
+    def redact(self, metadata: dict[str, Any]) -> None:
+        """Redact ``metadata`` in place (nested containers are replaced by copies)."""
+        walk = _Walk()
+        for key, value in metadata.items():
+            if self._sensitive(key):
+                metadata[key] = REDACTED  # same keys: changing values while iterating is safe
+            elif value.__class__ not in _SCALARS:
+                clean = self._walk(value, 1, walk)
+                if clean is not value:
+                    metadata[key] = clean
+
+    def _walk(self, value: Any, depth: int, walk: _Walk) -> Any:
+        """Return ``value`` itself when nothing in it is sensitive, else a redacted copy."""
+        if isinstance(value, Mapping):
+            items: Iterable[tuple[Any, Any]] | None = value.items()
+            # orjson cannot encode other Mappings (it would send str(value)): send a dict.
+            changed = not isinstance(value, dict)
+        elif isinstance(value, (list, tuple)):
+            items, changed = None, False
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            items = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+            changed = False  # orjson encodes it as this same dict of fields
+        else:
+            return value
+        marker = id(value)
+        if marker in walk.path:
+            return _CYCLE  # cut here, as the encoder would, so no secret loops past us
+        if depth > _MAX_DEPTH:
+            return _TOO_DEEP
+        walk.budget -= 1
+        if walk.budget < 0:
+            return _TOO_LARGE
+        walk.path.add(marker)
+        try:
+            if items is None:
+                sequence = [
+                    item if item.__class__ in _SCALARS else self._walk(item, depth + 1, walk)
+                    for item in value
+                ]
+                changed = any(new is not old for new, old in zip(sequence, value, strict=True))
+                return sequence if changed else value
+            out: dict[Any, Any] = {}
+            for key, item in items:
+                if self._sensitive(key):
+                    out[key] = REDACTED
+                    changed = True
+                elif item.__class__ in _SCALARS:
+                    out[key] = item
+                else:
+                    clean = out[key] = self._walk(item, depth + 1, walk)
+                    changed = changed or clean is not item
+            return out if changed else value
+        finally:
+            walk.path.discard(marker)
+
+
+class _Walk:
+    """The state of one event's walk: containers on the current path, and what is left of
+    the budget of containers."""
+
+    __slots__ = ("budget", "path")
+
+    def __init__(self) -> None:
+        self.budget = _MAX_NODES
+        self.path: set[int] = set()

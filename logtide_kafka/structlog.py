@@ -1,0 +1,256 @@
+"""The structlog integration: a processor that publishes each event dict to Kafka.
+
+structlog itself is never imported here, so this module (and the package) import without
+it; ``pip install 'logtide-kafka[structlog]'`` installs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from time import time
+from typing import TYPE_CHECKING, Any, Final
+
+from logtide_kafka._event import (
+    HOSTNAME,
+    ExcInfo,
+    describe_exception,
+    level_name,
+    make_event,
+    normalize_level,
+    normalize_service,
+    safe_str,
+)
+from logtide_kafka._publish import Publisher
+from logtide_kafka._redact import DEFAULT_REDACT_KEYS
+from logtide_kafka._routing import DEFAULT_TOPIC
+from logtide_kafka.producer import LogProducer, ProducerStats, get_producer
+
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, WrappedLogger
+
+__all__ = ["KafkaProcessor"]
+
+_FORMATTER: Final = logging.Formatter()
+# What TimeStamper(fmt="iso", utc=True) writes: cut to milliseconds without parsing.
+_ISO_UTC_MICROS: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+_EXCEPTION_TYPE: Final = re.compile(r"[A-Za-z_][\w.]*")
+_OWN_LOGGER: Final = "logtide_kafka"
+
+
+class KafkaProcessor:
+    """A structlog processor that publishes each event to Kafka and returns it unchanged.
+
+    Put it anywhere before the renderer, after ``merge_contextvars``, ``add_log_level``
+    and ``TimeStamper`` if you use them (their output is then reused)::
+
+        structlog.configure(processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            KafkaProcessor(service="checkout"),
+            structlog.processors.JSONRenderer(),
+        ])
+
+    The event becomes the same JSON as a :class:`~logtide_kafka.KafkaHandler` record:
+    ``event`` is the message; ``level`` (else the method name, else a foreign record's
+    level) the level; ``timestamp`` (a UNIX time or an ISO-8601 string) the time;
+    ``exc_info`` (or an ``exception`` rendered by ``format_exc_info`` or
+    ``dict_tracebacks``) ``metadata["exception"]``; every other key goes to ``metadata``,
+    with ``hostname`` and, when the wrapped logger has a name, ``logger``.  Routing,
+    ``fields``, ``redact`` and ``trace_context`` work as for the handler; redaction
+    applies to what is sent, not to the event dict passed on to the next processor.
+
+    It also works in ``structlog.stdlib.ProcessorFormatter``'s ``processors``, where it
+    sees structlog events and foreign ``logging`` records alike.  Publishing never
+    raises: failures are counted in :meth:`stats`.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        topic: str = DEFAULT_TOPIC,
+        bootstrap_servers: str | None = None,
+        producer_config: Mapping[str, Any] | None = None,
+        *,
+        logger_categories: Mapping[str, str] | None = None,
+        level_categories: Mapping[str | int, str] | None = None,
+        fields: Mapping[str, Any] | None = None,
+        redact: Iterable[str] = DEFAULT_REDACT_KEYS,
+        trace_context: bool = True,
+    ) -> None:
+        self.service = normalize_service(service)
+        self._key = self.service.encode()
+        self._publisher = Publisher(
+            get_producer(bootstrap_servers, producer_config),
+            topic=topic,
+            logger_categories=logger_categories,
+            level_categories=level_categories,
+            fields=fields,
+            redact=redact,
+            trace_context=trace_context,
+        )
+
+    @property
+    def topic(self) -> str:
+        """The default topic: where events go that no routing rule claims."""
+        return self._publisher.topic
+
+    @property
+    def producer(self) -> LogProducer:
+        """The shared producer this processor sends through."""
+        return self._publisher.producer
+
+    def stats(self) -> ProducerStats:
+        """Counters of the (shared) producer: see :class:`~logtide_kafka.ProducerStats`."""
+        return self._publisher.producer.stats()
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        try:
+            event = self.to_event(logger, method_name, event_dict)
+            if event is not None:
+                self._publisher.publish(event, self._key)
+        except Exception as exc:  # never into the application; counted instead
+            self._publisher.producer.count_failure(exc)
+        return event_dict
+
+    def to_event(
+        self, logger: WrappedLogger, method_name: str, event_dict: EventDict
+    ) -> dict[str, Any] | None:
+        """Build the event as it would be sent (None for the library's own loggers)."""
+        metadata: dict[str, Any] = {"hostname": HOSTNAME}
+        metadata.update(event_dict)
+        message = metadata.pop("event", None)
+        level = metadata.pop("level", None)
+        timestamp = metadata.pop("timestamp", None)
+        exc_info = metadata.pop("exc_info", None)
+        exception = metadata.pop("exception", None)
+        # ProcessorFormatter's bookkeeping (its remove_processors_meta drops them too).
+        record: logging.LogRecord | None = metadata.pop("_record", None)
+        foreign = metadata.pop("_from_structlog", True) is False
+
+        if "logger" not in metadata:
+            name = record.name if record is not None else getattr(logger, "name", None)
+            if isinstance(name, str):
+                metadata["logger"] = name
+        name = metadata.get("logger")
+        if isinstance(name, str) and (name == _OWN_LOGGER or name.startswith(_OWN_LOGGER + ".")):
+            return None  # librdkafka's own messages: sending them could feed on itself
+
+        if foreign and record is not None:
+            # A plain logging record: its number decides, custom levels included, as in
+            # the handler (add_log_level would give "level 25").
+            logtide_level = level_name(record.levelno)
+        elif level is not None:
+            logtide_level, known = normalize_level(level)
+            if not known:
+                metadata["level_name"] = safe_str(level)
+        else:
+            logtide_level = normalize_level(method_name)[0]
+
+        created = _event_time(timestamp, record)
+        if created is None:
+            created = record.created if record is not None else time()
+            metadata["timestamp"] = timestamp  # not a time we can read: keep it as it was
+
+        info = _exc_info(exc_info)
+        if info is not None:
+            metadata["exception"] = describe_exception(info, _FORMATTER.formatException(info))
+        elif exception is not None:
+            metadata["exception"] = _rendered_exception(exception)
+
+        if message.__class__ is not str:
+            message = "" if message is None else safe_str(message)
+        return self._publisher.complete(
+            make_event(created, self.service, logtide_level, message, metadata)
+        )
+
+    def __repr__(self) -> str:
+        return f"<KafkaProcessor service={self.service!r} topic={self.topic!r}>"
+
+
+def _event_time(timestamp: object, record: logging.LogRecord | None) -> float | str | None:
+    """The event time from a ``timestamp`` value: a float, an already formatted string,
+    or None when absent (the record's time or now) or unreadable."""
+    if timestamp is None:
+        return record.created if record is not None else time()
+    if isinstance(timestamp, str):
+        if _ISO_UTC_MICROS.fullmatch(timestamp):
+            return timestamp[:23] + "Z"
+        try:
+            # Naive (TimeStamper(utc=False)) means local time, as datetime.timestamp() reads it.
+            return datetime.fromisoformat(timestamp).timestamp()
+        except ValueError:
+            return None
+    if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
+        return float(timestamp)
+    if isinstance(timestamp, datetime):
+        return timestamp.timestamp()
+    return None
+
+
+def _exc_info(value: object) -> ExcInfo | None:
+    """``exc_info`` as structlog accepts it: True, an exception, or a sys.exc_info() tuple."""
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    if isinstance(value, tuple):
+        return value if len(value) == 3 and isinstance(value[1], BaseException) else None
+    if value is True:
+        info = sys.exc_info()
+        return info if info[1] is not None else None
+    return None
+
+
+def _rendered_exception(exception: object) -> object:
+    """``metadata["exception"]`` from what ``format_exc_info`` (text) or ``dict_tracebacks``
+    (a list of stacks, outermost first) left in the event dict."""
+    if isinstance(exception, str):
+        lines = exception.rstrip("\n").split("\n")
+        # The exception line follows the last indented line (the innermost frame).
+        start = len(lines)
+        while start > 0 and not lines[start - 1].startswith(" "):
+            start -= 1
+        tail = lines[start:] or lines[-1:]
+        head, _, message = tail[0].partition(": ")
+        message = "\n".join([message, *tail[1:]]) if len(tail) > 1 else message
+        if _EXCEPTION_TYPE.fullmatch(head):  # "module.Error" -> "Error", as __qualname__
+            return {"type": head.rpartition(".")[2], "message": message, "stack": exception}
+        return {"type": "", "message": tail[0], "stack": exception}
+    if (
+        isinstance(exception, list)
+        and exception
+        and all(isinstance(stack, dict) and "exc_type" in stack for stack in exception)
+    ):
+        outer = exception[0]
+        return {
+            "type": str(outer["exc_type"]).rpartition(".")[2],
+            "message": str(outer.get("exc_value", "")),
+            "stack": _render_stacks(exception),
+        }
+    return exception
+
+
+def _render_stacks(stacks: list[dict[str, Any]]) -> str:
+    """A traceback text (without source lines) from ``dict_tracebacks`` stacks."""
+    parts: list[str] = []
+    for index in range(len(stacks) - 1, -1, -1):
+        stack = stacks[index]
+        lines = ["Traceback (most recent call last):"]
+        for frame in stack.get("frames") or ():
+            if isinstance(frame, dict):
+                lines.append(
+                    f'  File "{frame.get("filename")}", line {frame.get("lineno")}, '
+                    f"in {frame.get('name')}"
+                )
+        lines.append(f"{stack.get('exc_type')}: {stack.get('exc_value')}")
+        parts.append("\n".join(lines))
+        if index:
+            parts.append(
+                "The above exception was the direct cause of the following exception:"
+                if stack.get("is_cause")
+                else "During handling of the above exception, another exception occurred:"
+            )
+    return "\n\n".join(parts)
