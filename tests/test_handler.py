@@ -98,6 +98,21 @@ def test_exception_fields(handler: KafkaHandler) -> None:
     assert "raise KeyError" in exception["stack"]
 
 
+def test_an_exception_that_cannot_be_printed_keeps_the_event(handler: KafkaHandler) -> None:
+    class Mute(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    try:
+        raise Mute
+    except Mute:
+        record = _record("failed", (), logging.ERROR, exc_info=sys.exc_info())
+    exception = handler.to_event(record)["metadata"]["exception"]
+    assert exception["type"].endswith("<locals>.Mute")
+    assert exception["message"] == "<unprintable Mute>"
+    assert exception["stack"].startswith("Traceback (most recent call last):")
+
+
 def test_stack_info_and_custom_level(handler: KafkaHandler) -> None:
     record = _record(level=25)
     record.stack_info = "Stack (most recent call last):\n  frame"
