@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from time import time
 from typing import Any, Final
 
+from typing_extensions import Unpack
+
 from logtide_kafka._event import HOSTNAME, make_event, normalize_level, normalize_service, safe_str
-from logtide_kafka._publish import Publisher
-from logtide_kafka._redact import DEFAULT_REDACT_KEYS
+from logtide_kafka._publish import Publisher, PublishOptions
 from logtide_kafka._routing import DEFAULT_TOPIC
 from logtide_kafka.producer import (
     DEFAULT_EXIT_TIMEOUT,
@@ -33,11 +34,7 @@ def configure(
     topic: str = DEFAULT_TOPIC,
     producer_config: Mapping[str, Any] | None = None,
     exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
-    logger_categories: Mapping[str, str] | None = None,
-    level_categories: Mapping[str | int, str] | None = None,
-    fields: Mapping[str, Any] | None = None,
-    redact: Iterable[str] = DEFAULT_REDACT_KEYS,
-    trace_context: bool = True,
+    **options: Unpack[PublishOptions],
 ) -> None:
     """Set where and how :func:`send_log` publishes (like :func:`logging.basicConfig`).
 
@@ -52,12 +49,8 @@ def configure(
     global _publisher
     publisher = Publisher(
         get_producer(bootstrap_servers, producer_config),
-        topic=topic,
-        logger_categories=logger_categories,
-        level_categories=level_categories,
-        fields=fields,
-        redact=redact,
-        trace_context=trace_context,
+        topic,
+        **options,
     )
     with _lock:
         _publisher = publisher

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict
+
+from typing_extensions import Unpack
 
 from logtide_kafka._context import current_trace_ids
 from logtide_kafka._redact import DEFAULT_REDACT_KEYS, Redactor
 from logtide_kafka._routing import DEFAULT_TOPIC, Router
 from logtide_kafka.producer import LogProducer
 
-__all__ = ["Publisher"]
+__all__ = ["PublishOptions", "Publisher"]
+
+
+class PublishOptions(TypedDict, total=False):
+    """The keyword arguments every integration (handler, processor, ``configure``) takes."""
+
+    #: Logger-name prefix -> category (``logs.{category}``); the longest prefix wins.
+    logger_categories: Mapping[str, str] | None
+    #: Level (name or number) -> category.
+    level_categories: Mapping[str | int, str] | None
+    #: Added to every event's metadata (the event's own values win).
+    fields: Mapping[str, Any] | None
+    #: Keys whose values become ``"[REDACTED]"``; default :data:`DEFAULT_REDACT_KEYS`.
+    redact: Iterable[str]
+    #: Add the active OpenTelemetry span's ids (default true).
+    trace_context: bool
 
 
 class Publisher:
@@ -25,19 +42,20 @@ class Publisher:
     def __init__(
         self,
         producer: LogProducer,
-        *,
         topic: str = DEFAULT_TOPIC,
-        logger_categories: Mapping[str, str] | None = None,
-        level_categories: Mapping[str | int, str] | None = None,
-        fields: Mapping[str, Any] | None = None,
-        redact: Iterable[str] = DEFAULT_REDACT_KEYS,
-        trace_context: bool = True,
+        **options: Unpack[PublishOptions],
     ) -> None:
+        unknown = set(options) - set(PublishOptions.__annotations__)
+        if unknown:  # dictConfig passes whatever the config holds: name the typo
+            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
         self.producer = producer
-        self._router = Router(topic, logger_categories, level_categories)
-        self._fields = tuple((str(key), value) for key, value in (fields or {}).items())
-        self._redactor = Redactor(redact)
-        self._trace_context = trace_context
+        self._router = Router(
+            topic, options.get("logger_categories"), options.get("level_categories")
+        )
+        fields = options.get("fields") or {}
+        self._fields = tuple((str(key), value) for key, value in fields.items())
+        self._redactor = Redactor(options.get("redact", DEFAULT_REDACT_KEYS))
+        self._trace_context = options.get("trace_context", True)
 
     @property
     def topic(self) -> str:

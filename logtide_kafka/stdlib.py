@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from itertools import islice
 from typing import Any, Final
+
+from typing_extensions import Unpack
 
 from logtide_kafka._event import (
     HOSTNAME,
@@ -15,8 +17,7 @@ from logtide_kafka._event import (
     make_event,
     normalize_service,
 )
-from logtide_kafka._publish import Publisher
-from logtide_kafka._redact import DEFAULT_REDACT_KEYS
+from logtide_kafka._publish import Publisher, PublishOptions
 from logtide_kafka._routing import DEFAULT_TOPIC
 from logtide_kafka.producer import LogProducer, ProducerStats, get_producer
 
@@ -71,12 +72,7 @@ class KafkaHandler(logging.Handler):
         bootstrap_servers: str | None = None,
         producer_config: Mapping[str, Any] | None = None,
         level: int | str = logging.NOTSET,
-        *,
-        logger_categories: Mapping[str, str] | None = None,
-        level_categories: Mapping[str | int, str] | None = None,
-        fields: Mapping[str, Any] | None = None,
-        redact: Iterable[str] = DEFAULT_REDACT_KEYS,
-        trace_context: bool = True,
+        **options: Unpack[PublishOptions],
     ) -> None:
         super().__init__(level)
         self.service = normalize_service(service)
@@ -84,12 +80,8 @@ class KafkaHandler(logging.Handler):
         self._producer = get_producer(bootstrap_servers, producer_config)
         self._publisher = Publisher(
             self._producer,
-            topic=topic,
-            logger_categories=logger_categories,
-            level_categories=level_categories,
-            fields=fields,
-            redact=redact,
-            trace_context=trace_context,
+            topic,
+            **options,
         )
         self._local = threading.local()
         #: Records skipped because they were logged from inside this handler's own emit.

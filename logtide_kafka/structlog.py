@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from time import time
 from typing import TYPE_CHECKING, Any, Final
+
+from typing_extensions import Unpack
 
 from logtide_kafka._event import (
     HOSTNAME,
@@ -24,8 +26,7 @@ from logtide_kafka._event import (
     normalize_service,
     safe_str,
 )
-from logtide_kafka._publish import Publisher
-from logtide_kafka._redact import DEFAULT_REDACT_KEYS
+from logtide_kafka._publish import Publisher, PublishOptions
 from logtide_kafka._routing import DEFAULT_TOPIC
 from logtide_kafka.producer import LogProducer, ProducerStats, get_producer
 
@@ -75,23 +76,14 @@ class KafkaProcessor:
         topic: str = DEFAULT_TOPIC,
         bootstrap_servers: str | None = None,
         producer_config: Mapping[str, Any] | None = None,
-        *,
-        logger_categories: Mapping[str, str] | None = None,
-        level_categories: Mapping[str | int, str] | None = None,
-        fields: Mapping[str, Any] | None = None,
-        redact: Iterable[str] = DEFAULT_REDACT_KEYS,
-        trace_context: bool = True,
+        **options: Unpack[PublishOptions],
     ) -> None:
         self.service = normalize_service(service)
         self._key = self.service.encode()
         self._publisher = Publisher(
             get_producer(bootstrap_servers, producer_config),
-            topic=topic,
-            logger_categories=logger_categories,
-            level_categories=level_categories,
-            fields=fields,
-            redact=redact,
-            trace_context=trace_context,
+            topic,
+            **options,
         )
 
     @property

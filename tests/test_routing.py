@@ -253,3 +253,8 @@ def test_closing_with_events_for_a_missing_topic_is_bounded(
     assert time.monotonic() - started < 5
     assert handler.stats().failed == 50
     assert "50 log event(s) not delivered" in capfd.readouterr().err
+
+
+def test_a_misspelt_option_is_named(dead_bootstrap: str) -> None:
+    with pytest.raises(TypeError, match="redcat"):
+        KafkaHandler("svc", bootstrap_servers=dead_bootstrap, redcat=["pin"])  # type: ignore[call-arg]
