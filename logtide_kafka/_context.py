@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import Final
 
-__all__ = ["current_trace_ids"]
+__all__ = ["OTEL_MODULE", "current_trace_ids"]
+
+#: Where the active span is read from, once the application has imported it.
+OTEL_MODULE: Final = "opentelemetry.trace"
 
 
 def current_trace_ids() -> tuple[str, str] | None:
@@ -13,7 +17,7 @@ def current_trace_ids() -> tuple[str, str] | None:
     OpenTelemetry is looked up in ``sys.modules`` and never imported: an application that
     has not imported it has no active span, and logging must not pay for the import.
     """
-    trace = sys.modules.get("opentelemetry.trace")
+    trace = sys.modules.get(OTEL_MODULE)
     if trace is None:
         return None
     try:

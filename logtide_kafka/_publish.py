@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from sys import modules as _modules
 from typing import Any, TypedDict
 
 from typing_extensions import Unpack
 
+from logtide_kafka._context import OTEL_MODULE as _OTEL
 from logtide_kafka._context import current_trace_ids
 from logtide_kafka._redact import DEFAULT_REDACT_KEYS, Redactor
 from logtide_kafka._routing import DEFAULT_TOPIC, Router
@@ -37,7 +39,7 @@ class Publisher:
     producer underneath is shared by configuration (:func:`~logtide_kafka.get_producer`).
     """
 
-    __slots__ = ("_fields", "_redactor", "_router", "_trace_context", "producer")
+    __slots__ = ("_fields", "_fixed", "_redact", "_router", "_send", "_trace_context", "producer")
 
     def __init__(
         self,
@@ -49,12 +51,16 @@ class Publisher:
         if unknown:  # dictConfig passes whatever the config holds: name the typo
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
         self.producer = producer
+        self._send = producer.send
         self._router = Router(
             topic, options.get("logger_categories"), options.get("level_categories")
         )
+        # The one topic when no rule but an explicit category can apply: skips a call.
+        self._fixed = self._router.fixed
         fields = options.get("fields") or {}
         self._fields = tuple((str(key), value) for key, value in fields.items())
-        self._redactor = Redactor(options.get("redact", DEFAULT_REDACT_KEYS))
+        redactor = Redactor(options.get("redact", DEFAULT_REDACT_KEYS))
+        self._redact = redactor.redact if redactor.keys else None
         self._trace_context = options.get("trace_context", True)
 
     @property
@@ -69,18 +75,23 @@ class Publisher:
         Values the event already has win over static fields and over the active span.
         """
         metadata: dict[str, Any] = event["metadata"]
-        for key, value in self._fields:
-            if key not in metadata:
-                metadata[key] = value
-        if self._trace_context and "trace_id" not in event:
+        if self._fields:
+            for key, value in self._fields:
+                if key not in metadata:
+                    metadata[key] = value
+        # Only an application that imported OpenTelemetry can have a span: one dict lookup.
+        if self._trace_context and _OTEL in _modules and "trace_id" not in event:
             ids = current_trace_ids()
             if ids is not None:
                 event["trace_id"], event["span_id"] = ids
-        if self._redactor:
-            self._redactor.redact(metadata)
+        if self._redact is not None:
+            self._redact(metadata)
         return event
 
     def publish(self, event: dict[str, Any], key: bytes) -> bool:
         """Route a completed event to its topic and hand it to the producer."""
-        topic = self._router.route(event["service"], event["level"], event["metadata"])
-        return self.producer.send(topic, key, event)
+        metadata = event["metadata"]
+        topic = self._fixed
+        if topic is None or "category" in metadata:
+            topic = self._router.route(event["service"], event["level"], metadata)
+        return self._send(topic, key, event)

@@ -86,8 +86,9 @@ class Router:
             self._levels[name] = _checked_category(category, f"level_categories[{level!r}]")
         self._explicit: dict[str, str] = {}
         self._cache: dict[tuple[str, object, str], str] = {}
-        # Nothing to decide beyond an explicit category: one fixed answer.
-        self._fixed = None if self._per_service or self._loggers or self._levels else topic
+        #: The topic of every event without an explicit category, when no other rule is
+        #: configured (None otherwise).
+        self.fixed = None if self._per_service or self._loggers or self._levels else topic
 
     def route(self, service: str, level: str, metadata: Mapping[str, Any]) -> str:
         """The topic for an event of ``service`` at LogTide ``level`` with ``metadata``.
@@ -104,8 +105,8 @@ class Router:
                     self._explicit[category] = topic
             if topic is not None:
                 return topic
-        if self._fixed is not None:
-            return self._fixed
+        if self.fixed is not None:
+            return self.fixed
         logger = metadata.get("logger")
         cache_key = (service, logger if isinstance(logger, str) else None, level)
         topic = self._cache.get(cache_key)

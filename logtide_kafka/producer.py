@@ -238,6 +238,8 @@ class LogProducer:
         self._stop.set()
         if self._poller is not threading.current_thread():
             self._poller.join(timeout=1.0)
+        if self._missing_pending:  # failures the poller had no time to warn about
+            self._warn_missing_topics()
         _forget(self)
         return remaining
 
