@@ -1,12 +1,15 @@
 """Throughput of logtide-kafka's logging paths against a real Kafka broker.
 
-Four paths, each called ``--records`` times per repetition (median of ``--repeats``):
+Six paths, each called ``--records`` times per repetition (median of ``--repeats``):
 
 1. raw ``confluent_kafka.Producer.produce`` of pre-serialized JSON bytes (the ``send_log``
    baseline), with the library's producer settings and a background poll thread;
 2. a stdlib logger with a no-op handler (the floor for ``KafkaHandler``);
 3. ``KafkaHandler`` on the same kind of logger, with the same call;
-4. ``logtide_kafka.send_log``.
+4. ``logtide_kafka.send_log``;
+5. a structlog logger (``add_log_level``, ``TimeStamper(fmt="iso", utc=True)``,
+   ``JSONRenderer``) wrapping a no-op logger (the floor for ``KafkaProcessor``);
+6. the same structlog chain with ``KafkaProcessor`` just before ``JSONRenderer``.
 
 The timed part is the application thread calling the path N times (produce is
 asynchronous); the flush that follows (delivery to the broker) is timed separately.  Every
@@ -16,7 +19,8 @@ nothing is dropped; a repetition that drops or fails any event is reported as IN
 Usage::
 
     python bench/bench_producer.py [--records N] [--repeats R] [--bootstrap HOST:PORT]
-                                   [--profile handler|send_log|raw|noop]
+                                   [--profile handler|send_log|raw|noop|structlog|
+                                              structlog-noop]
 
 Without ``--bootstrap`` (or ``LOGTIDE_KAFKA_BOOTSTRAP``) a local Kafka broker is started.
 """
@@ -43,6 +47,7 @@ from typing import Any, Final
 
 import confluent_kafka
 import orjson
+import structlog
 from confluent_kafka import (
     Consumer,
     KafkaError,
@@ -52,10 +57,12 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+from structlog.typing import Processor
 
 import logtide_kafka
 from logtide_kafka import KafkaHandler
 from logtide_kafka.producer import resolve_config
+from logtide_kafka.structlog import KafkaProcessor
 from logtide_kafka.testing import KAFKA_VERSION, LocalKafka, create_topics
 
 #: Applied to every Kafka path alike, so no run drops events on a full local queue.
@@ -66,6 +73,7 @@ TARGETS: Final = (
     ("KafkaHandler / no-op floor", "handler", "noop", 0.80),
     ("send_log / raw produce", "send_log", "raw", 0.60),
     ("KafkaHandler / raw produce", "handler", "raw", None),
+    ("structlog / structlog no-op", "structlog", "structlog-noop", None),
 )
 _QUIET = logging.getLogger("bench.client")
 _QUIET.addHandler(logging.NullHandler())
@@ -233,6 +241,67 @@ class RawPath(BenchPath):
         self._poller.join(2.0)
 
 
+class NoopStructlogLogger:
+    """A structlog wrapped logger that discards the rendered event."""
+
+    def msg(self, message: str) -> None:
+        pass
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _structlog_logger(kafka: KafkaProcessor | None) -> Any:
+    """The bench's structlog chain, with ``kafka`` just before the renderer if given."""
+    processors: list[Processor] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if kafka is not None:
+        processors.append(kafka)
+    processors.append(structlog.processors.JSONRenderer())
+    return structlog.wrap_logger(
+        NoopStructlogLogger(), processors=processors, cache_logger_on_first_use=True
+    )
+
+
+class StructlogNoopPath(BenchPath):
+    name, label = "structlog-noop", "structlog, no-op logger (JSON)"
+
+    def __init__(self) -> None:
+        self.log = _structlog_logger(None)
+
+    def loop(self, n: int) -> None:
+        info = self.log.info
+        for i in range(n):
+            info("order placed", order_id=i, user="u1")
+
+
+class StructlogPath(BenchPath):
+    name, label = "structlog", "structlog + KafkaProcessor"
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.processor = KafkaProcessor(
+            service=SERVICE,
+            topic=topic,
+            bootstrap_servers=bootstrap,
+            producer_config=PRODUCER_OVERRIDES,
+        )
+        self.log = _structlog_logger(self.processor)
+
+    def loop(self, n: int) -> None:
+        info = self.log.info
+        for i in range(n):
+            info("order placed", order_id=i, user="u1")
+
+    def flush(self) -> int:
+        return self.processor.producer.flush(FLUSH_TIMEOUT)
+
+    def counters(self) -> Counters:
+        s = self.processor.stats()
+        return Counters(s.enqueued, s.delivered, s.failed, s.dropped, s.queue_length)
+
+
 @dataclass
 class Sample:
     loop_s: float
@@ -343,8 +412,9 @@ def report(paths: list[BenchPath], samples: dict[str, list[Sample]], n: int) -> 
         )
         print(f"{label:<28} {ratio:5.2f}  {verdict}")
     valid = True
-    print("\ndelivery checks after each repetition's flush (KafkaHandler and send_log share")
-    print("one producer, so their counters are shared), then topic watermarks:")
+    print("\ndelivery checks after each repetition's flush (KafkaHandler, send_log and")
+    print("KafkaProcessor share one producer, so their counters are shared), then topic")
+    print("watermarks:")
     for path in paths:
         if path.topic is None:
             continue
@@ -366,7 +436,7 @@ def main() -> int:
     parser.add_argument("--bootstrap", default=os.environ.get("LOGTIDE_KAFKA_BOOTSTRAP"))
     parser.add_argument(
         "--profile",
-        choices=["raw", "noop", "handler", "send_log"],
+        choices=["raw", "noop", "handler", "send_log", "structlog-noop", "structlog"],
         help="instead of the benchmark, cProfile one path over --records calls",
     )
     args = parser.parse_args()
@@ -375,7 +445,9 @@ def main() -> int:
 
     with kafka_cluster(args.bootstrap) as (bootstrap, kafka_text, local):
         suffix = uuid.uuid4().hex[:8]
-        topics = {name: f"bench.{name}.{suffix}" for name in ("raw", "handler", "send_log")}
+        topics = {
+            name: f"bench.{name}.{suffix}" for name in ("raw", "handler", "send_log", "structlog")
+        }
         create_topics(bootstrap, topics.values(), partitions=3, replication_factor=1)
         handler = HandlerPath(bootstrap, topics["handler"])
         payload = handler.sample_payload()
@@ -385,6 +457,8 @@ def main() -> int:
             NoopPath(),
             handler,
             SendLogPath(bootstrap, topics["send_log"]),
+            StructlogNoopPath(),
+            StructlogPath(bootstrap, topics["structlog"]),
         ]
         print(f"Kafka:            {kafka_text} at {bootstrap}")
         print(
