@@ -12,6 +12,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from logtide_kafka._direct import configure, flush, send_log, stats
+from logtide_kafka._publish import PublishOptions
 from logtide_kafka._redact import DEFAULT_REDACT_KEYS, REDACTED
 from logtide_kafka._routing import CATEGORIES, DEFAULT_TOPIC, TOPICS
 from logtide_kafka.producer import LogProducer, ProducerStats, close_all, get_producer
@@ -31,6 +32,7 @@ __all__ = [
     "KafkaHandler",
     "LogProducer",
     "ProducerStats",
+    "PublishOptions",
     "__version__",
     "close_all",
     "configure",

@@ -48,9 +48,7 @@ def configure(
     """
     global _publisher
     publisher = Publisher(
-        get_producer(bootstrap_servers, producer_config),
-        topic,
-        **options,
+        lambda: get_producer(bootstrap_servers, producer_config), topic, **options
     )
     with _lock:
         _publisher = publisher
@@ -63,7 +61,7 @@ def _default_publisher() -> Publisher:
     if publisher is None:
         with _lock:
             if _publisher is None:
-                _publisher = Publisher(get_producer())
+                _publisher = Publisher(get_producer)
             publisher = _publisher
     # Once closed (close_all, interpreter exit) its producer stays closed and sends count as
     # dropped, as for the handlers: a new producer now would never be flushed.  configure()

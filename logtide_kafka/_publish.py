@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from sys import modules as _modules
 from typing import Any, TypedDict
 
@@ -43,15 +43,15 @@ class Publisher:
 
     def __init__(
         self,
-        producer: LogProducer,
+        make_producer: Callable[[], LogProducer],
         topic: str = DEFAULT_TOPIC,
         **options: Unpack[PublishOptions],
     ) -> None:
+        """Check the options, then take the producer from ``make_producer``: a mistake
+        raises before any Kafka client exists."""
         unknown = set(options) - set(PublishOptions.__annotations__)
         if unknown:  # dictConfig passes whatever the config holds: name the typo
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-        self.producer = producer
-        self._send = producer.send
         self._router = Router(
             topic, options.get("logger_categories"), options.get("level_categories")
         )
@@ -62,6 +62,8 @@ class Publisher:
         redactor = Redactor(options.get("redact", DEFAULT_REDACT_KEYS))
         self._redact = redactor.redact if redactor.keys else None
         self._trace_context = options.get("trace_context", True)
+        self.producer = make_producer()
+        self._send = self.producer.send
 
     @property
     def topic(self) -> str:

@@ -74,15 +74,13 @@ class KafkaHandler(logging.Handler):
         level: int | str = logging.NOTSET,
         **options: Unpack[PublishOptions],
     ) -> None:
-        super().__init__(level)
         self.service = normalize_service(service)
         self._key = self.service.encode()
-        self._producer = get_producer(bootstrap_servers, producer_config)
         self._publisher = Publisher(
-            self._producer,
-            topic,
-            **options,
+            lambda: get_producer(bootstrap_servers, producer_config), topic, **options
         )
+        self._producer = self._publisher.producer
+        super().__init__(level)  # registers the handler: only once nothing can fail
         self._local = threading.local()
         #: Records skipped because they were logged from inside this handler's own emit.
         self.recursion_skipped = 0

@@ -81,9 +81,7 @@ class KafkaProcessor:
         self.service = normalize_service(service)
         self._key = self.service.encode()
         self._publisher = Publisher(
-            get_producer(bootstrap_servers, producer_config),
-            topic,
-            **options,
+            lambda: get_producer(bootstrap_servers, producer_config), topic, **options
         )
 
     @property
@@ -166,21 +164,22 @@ class KafkaProcessor:
 
 def _event_time(timestamp: object, record: logging.LogRecord | None) -> float | str | None:
     """The event time from a ``timestamp`` value: a float, an already formatted string,
-    or None when absent (the record's time or now) or unreadable."""
+    the record's time or now when absent, or None when it cannot be read unambiguously."""
     if timestamp is None:
         return record.created if record is not None else time()
     if isinstance(timestamp, str):
         if _ISO_UTC_MICROS.fullmatch(timestamp):
             return timestamp[:23] + "Z"
         try:
-            # Naive (TimeStamper(utc=False)) means local time, as datetime.timestamp() reads it.
-            return datetime.fromisoformat(timestamp).timestamp()
+            timestamp = datetime.fromisoformat(timestamp)
         except ValueError:
             return None
+    if isinstance(timestamp, datetime):
+        # Without an offset it could be UTC (TimeStamper(fmt=..., utc=True)) or local time
+        # (utc=False): not guessed.  The caller keeps it and uses the current time.
+        return timestamp.timestamp() if timestamp.tzinfo is not None else None
     if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
         return float(timestamp)
-    if isinstance(timestamp, datetime):
-        return timestamp.timestamp()
     return None
 
 

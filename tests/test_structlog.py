@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -84,7 +85,7 @@ def test_levels(
 
 
 @pytest.mark.parametrize(
-    ("timestamp", "time"),
+    ("timestamp", "expected"),
     [
         ("2026-11-25T08:30:03.999999Z", "2026-11-25T08:30:03.999Z"),  # TimeStamper iso, utc
         ("2026-11-25T08:30:03Z", "2026-11-25T08:30:03.000Z"),  # utc, no microseconds
@@ -93,18 +94,27 @@ def test_levels(
         (datetime(2026, 11, 25, 8, 30, 3, tzinfo=UTC), "2026-11-25T08:30:03.000Z"),
     ],
 )
-def test_timestamps_are_reused(processor: KafkaProcessor, timestamp: object, time: str) -> None:
+def test_timestamps_are_reused(processor: KafkaProcessor, timestamp: object, expected: str) -> None:
     event = processor.to_event(None, "info", {"event": "e", "timestamp": timestamp})
     assert event is not None
-    assert event["time"] == time
+    assert event["time"] == expected
     assert "timestamp" not in event["metadata"]
 
 
-def test_a_local_iso_timestamp_is_read_as_local_time(processor: KafkaProcessor) -> None:
-    local = datetime(2026, 11, 25, 8, 30, 3, 123000)  # TimeStamper(fmt="iso", utc=False)
-    event = processor.to_event(None, "info", {"event": "e", "timestamp": local.isoformat()})
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2026-11-25T08:30:03.123000",  # TimeStamper(fmt="iso", utc=False): local time
+        "2026-11-25 08:30:03",  # TimeStamper(fmt="%Y-%m-%d %H:%M:%S"): UTC by default
+        datetime(2026, 11, 25, 8, 30, 3),
+    ],
+)
+def test_a_time_without_offset_is_not_guessed(processor: KafkaProcessor, timestamp: object) -> None:
+    before = time.time()
+    event = processor.to_event(None, "info", {"event": "e", "timestamp": timestamp})
     assert event is not None
-    assert event["time"] == format_time(local.timestamp())
+    assert event["metadata"]["timestamp"] == timestamp  # kept as it was
+    assert format_time(before) <= event["time"] <= format_time(time.time())
 
 
 def test_an_unreadable_timestamp_is_kept_in_metadata(processor: KafkaProcessor) -> None:
