@@ -18,51 +18,23 @@ events of an earlier run.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import secrets
 import sys
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from confluent_kafka.admin import AdminClient
 
 import logtide_kafka
 from logtide_kafka import KafkaHandler
-from logtide_kafka.testing import LocalKafka, create_topics, event_problems, read_events
+from logtide_kafka.testing import event_problems, kafka_or_local, read_events
 
 TOPIC = "logs.application"
 SERVICE = "quickstart"
 EXPECTED = 4
-
-
-@contextlib.contextmanager
-def kafka_cluster() -> Iterator[str]:
-    """Yield bootstrap servers: ``KAFKA_BROKERS``, else a local broker started here."""
-    servers = os.environ.get("KAFKA_BROKERS")
-    if servers:
-        print(f"Using the cluster at KAFKA_BROKERS={servers}")
-        if not topic_exists(servers, TOPIC):
-            # The cluster's default replication factor: fits any cluster size.
-            create_topics(servers, [TOPIC])
-            print(f"Created topic {TOPIC}")
-        yield servers
-        return
-    print("KAFKA_BROKERS is not set: starting a local Kafka broker...", flush=True)
-    with LocalKafka() as kafka:
-        kafka.create_topics([TOPIC])
-        print(f"Kafka {kafka.version} ready at {kafka.bootstrap_servers}")
-        yield kafka.bootstrap_servers
-    print("Local Kafka stopped")
-
-
-def topic_exists(servers: str, topic: str) -> bool:
-    # Listing every topic never auto-creates one (asking for a single topic might).
-    return topic in AdminClient({"bootstrap.servers": servers}).list_topics(timeout=10).topics
 
 
 def pretty(value: dict[str, Any]) -> str:
@@ -146,7 +118,10 @@ def run(servers: str) -> int:
 
 
 def main() -> int:
-    with kafka_cluster() as servers:
+    if not os.environ.get("KAFKA_BROKERS"):
+        print("KAFKA_BROKERS is not set: starting a local Kafka broker...", flush=True)
+    with kafka_or_local([TOPIC]) as servers:
+        print(f"Kafka ready at {servers}", flush=True)
         return run(servers)
 
 

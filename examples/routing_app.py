@@ -20,19 +20,17 @@ fields present.  Every run tags its events with a fresh ``run_id`` (itself a sta
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import sys
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from logtide_kafka import DEFAULT_REDACT_KEYS, REDACTED, TOPICS, KafkaHandler, close_all
-from logtide_kafka.testing import LocalKafka, create_topics, event_problems, read_events
+from logtide_kafka.testing import event_problems, kafka_or_local, read_events
 
 SERVICE = "routing-app"
 APP, INFRA, SEC = "logs.application", "logs.infrastructure", "logs.security"
@@ -49,23 +47,6 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "card declined for order 42": (SEC, "explicit category beats the prefix 'shop'"),
     "illegal category ignored": (APP, "explicit category cannot name a topic: prefix 'shop'"),
 }
-
-
-@contextlib.contextmanager
-def kafka_cluster() -> Iterator[str]:
-    """Yield bootstrap servers: ``KAFKA_BROKERS``, else a local broker started here."""
-    servers = os.environ.get("KAFKA_BROKERS")
-    if servers:
-        print(f"Using the cluster at KAFKA_BROKERS={servers}")
-        create_topics(servers, TOPICS)  # existing topics are left alone
-        yield servers
-        return
-    print("KAFKA_BROKERS is not set: starting a local Kafka broker...", flush=True)
-    with LocalKafka() as kafka:
-        kafka.create_topics(TOPICS)
-        print(f"Kafka {kafka.version} ready at {kafka.bootstrap_servers}")
-        yield kafka.bootstrap_servers
-    print("Local Kafka stopped")
 
 
 def pretty(value: dict[str, Any]) -> str:
@@ -179,7 +160,10 @@ def run(servers: str) -> int:
 
 
 def main() -> int:
-    with kafka_cluster() as servers:
+    if not os.environ.get("KAFKA_BROKERS"):
+        print("KAFKA_BROKERS is not set: starting a local Kafka broker...", flush=True)
+    with kafka_or_local(TOPICS) as servers:
+        print(f"Kafka ready at {servers}", flush=True)
         return run(servers)
 
 

@@ -3,6 +3,7 @@
 * :class:`LocalKafka` starts 1 or 3 real brokers (KRaft) as JVM subprocesses, resolving
   the official ``org.apache.kafka`` jars with Maven into a cache on first use.
 * :func:`create_topics` creates topics on any cluster and waits for their leaders.
+* :func:`kafka_or_local` yields ``KAFKA_BROKERS``, or a local broker for a ``with`` block.
 * :func:`read_events` reads a topic back from the beginning, decoded.
 * :func:`event_problems` checks an event against the LogTide-native schema.
 
@@ -11,7 +12,7 @@
 
 from __future__ import annotations
 
-from logtide_kafka.testing._cluster import BrokerNode, LocalKafka, create_topics
+from logtide_kafka.testing._cluster import BrokerNode, LocalKafka, create_topics, kafka_or_local
 from logtide_kafka.testing._consume import ConsumedEvent, read_events
 from logtide_kafka.testing._dist import KAFKA_VERSION, cache_dir, kafka_classpath
 from logtide_kafka.testing._schema import LEVELS, event_problems
@@ -26,5 +27,6 @@ __all__ = [
     "create_topics",
     "event_problems",
     "kafka_classpath",
+    "kafka_or_local",
     "read_events",
 ]

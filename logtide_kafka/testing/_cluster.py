@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +28,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from logtide_kafka.testing._dist import KAFKA_VERSION, kafka_classpath
 
-__all__ = ["BrokerNode", "LocalKafka", "create_topics"]
+__all__ = ["BrokerNode", "LocalKafka", "create_topics", "kafka_or_local"]
 
 _LOG4J2: Final = """status = warn
 appender.file.type = File
@@ -408,3 +408,21 @@ _live: set[LocalKafka] = set()
 def _stop_all() -> None:
     for cluster in list(_live):
         cluster.stop()
+
+
+@contextlib.contextmanager
+def kafka_or_local(topics: Iterable[str] = ()) -> Iterator[str]:
+    """Yield bootstrap servers: those of ``KAFKA_BROKERS`` when it is set, else of a local
+    single broker that runs for the ``with`` block.  ``topics`` are created on it when
+    missing (existing ones are left alone)."""
+    wanted = list(topics)
+    servers = os.environ.get("KAFKA_BROKERS")
+    if servers:
+        if wanted:
+            create_topics(servers, wanted)
+        yield servers
+        return
+    with LocalKafka() as kafka:
+        if wanted:
+            kafka.create_topics(wanted)
+        yield kafka.bootstrap_servers
