@@ -48,7 +48,9 @@ def configure(
     """
     global _publisher
     publisher = Publisher(
-        lambda: get_producer(bootstrap_servers, producer_config), topic, **options
+        lambda policy: get_producer(bootstrap_servers, producer_config, policy),
+        topic,
+        **options,
     )
     with _lock:
         _publisher = publisher
@@ -61,7 +63,7 @@ def _default_publisher() -> Publisher:
     if publisher is None:
         with _lock:
             if _publisher is None:
-                _publisher = Publisher(get_producer)
+                _publisher = Publisher(lambda policy: get_producer(policy=policy))
             publisher = _publisher
     # Once closed (close_all, interpreter exit) its producer stays closed and sends count as
     # dropped, as for the handlers: a new producer now would never be flushed.  configure()

@@ -10,6 +10,7 @@ from typing_extensions import Unpack
 
 from logtide_kafka._context import OTEL_MODULE as _OTEL
 from logtide_kafka._context import current_trace_ids
+from logtide_kafka._policy import DeliveryPolicy, FsyncPolicy, OnFull
 from logtide_kafka._redact import DEFAULT_REDACT_KEYS, Redactor
 from logtide_kafka._routing import DEFAULT_TOPIC, Router
 from logtide_kafka.producer import LogProducer
@@ -30,6 +31,22 @@ class PublishOptions(TypedDict, total=False):
     redact: Iterable[str]
     #: Add the active OpenTelemetry span's ids (default true).
     trace_context: bool
+    #: When librdkafka's queue is full: ``drop`` (default), ``block`` or ``spool``.
+    on_full: OnFull
+    #: Seconds ``block`` waits for room before dropping (default 0.1).
+    block_timeout: float
+    #: The spool directory (``on_full="spool"``).
+    spool_dir: str
+    #: The spool's bound in bytes (default 256 MiB); beyond it the newest is dropped.
+    spool_max_bytes: int
+    #: ``never``, ``interval`` (default: at most once a second) or ``always``.
+    spool_fsync: FsyncPolicy
+    #: Seconds between two stderr lines about dropped events (default 10).
+    warn_interval: float
+
+
+#: The options that choose the producer's :class:`DeliveryPolicy` rather than the event.
+_POLICY_OPTIONS = frozenset(DeliveryPolicy.__dataclass_fields__)
 
 
 class Publisher:
@@ -43,12 +60,12 @@ class Publisher:
 
     def __init__(
         self,
-        make_producer: Callable[[], LogProducer],
+        make_producer: Callable[[DeliveryPolicy], LogProducer],
         topic: str = DEFAULT_TOPIC,
         **options: Unpack[PublishOptions],
     ) -> None:
-        """Check the options, then take the producer from ``make_producer``: a mistake
-        raises before any Kafka client exists."""
+        """Check the options, then take the producer for their delivery policy from
+        ``make_producer``: a mistake raises before any Kafka client exists."""
         unknown = set(options) - set(PublishOptions.__annotations__)
         if unknown:  # dictConfig passes whatever the config holds: name the typo
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
@@ -62,7 +79,9 @@ class Publisher:
         redactor = Redactor(options.get("redact", DEFAULT_REDACT_KEYS))
         self._redact = redactor.redact if redactor.keys else None
         self._trace_context = options.get("trace_context", True)
-        self.producer = make_producer()
+        chosen: dict[str, Any] = {k: v for k, v in options.items() if k in _POLICY_OPTIONS}
+        policy = DeliveryPolicy(**chosen)
+        self.producer = make_producer(policy)
         self._send = self.producer.send
 
     @property

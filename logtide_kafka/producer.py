@@ -12,22 +12,31 @@ import atexit
 import itertools
 import logging
 import os
+import signal
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from logtide_kafka._event import ENCODE_ERRORS, ENCODE_OPTIONS, encode_default, encode_repaired
+from logtide_kafka._event import (
+    ENCODE_ERRORS,
+    ENCODE_OPTIONS,
+    encode_default,
+    encode_repaired,
+    fit_payload,
+)
+from logtide_kafka._policy import DEFAULT_POLICY, DeliveryPolicy
 
 __all__ = [
     "DEFAULT_CONFIG",
     "DEFAULT_EXIT_TIMEOUT",
+    "DeliveryPolicy",
     "LogProducer",
     "ProducerStats",
     "get_producer",
@@ -49,6 +58,8 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = {
 DEFAULT_BOOTSTRAP: Final = "localhost:9092"
 #: Seconds the exit hook waits, in all, for every producer to deliver what it holds.
 DEFAULT_EXIT_TIMEOUT: Final = 10.0
+#: Bytes kept free under ``message.max.bytes`` for the key and record framing.
+RECORD_OVERHEAD: Final = 512
 #: Seconds between two stderr warnings about the same missing topic.
 MISSING_TOPIC_WARN_INTERVAL: Final = 60.0
 #: Loggers under this name carry the library's own and librdkafka's messages; the logging
@@ -56,9 +67,19 @@ MISSING_TOPIC_WARN_INTERVAL: Final = 60.0
 CLIENT_LOGGER: Final = "logtide_kafka.client"
 
 _UNKNOWN_TOPIC: Final = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+# Delivery errors after which, under the ``spool`` policy, the event goes back to disk:
+# it never reached a broker for good, and may well reach one later.
+_RETURN_TO_SPOOL: Final = frozenset(
+    {KafkaError._MSG_TIMED_OUT, KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
+)
+#: Records moved from the spool into librdkafka's queue per pass of the poller.
+REPLAY_CHUNK: Final = 1000
 # Per-topic failure counts are kept for at most this many topics (categories can be made
 # up at run time); failures beyond are still counted in ``failed``.
 _MAX_MISSING_TOPICS: Final = 256
+
+if TYPE_CHECKING:
+    from logtide_kafka._spool import Spool
 
 _log = logging.getLogger("logtide_kafka")
 # A library leaves output to the application's logging configuration (logging HOWTO):
@@ -78,8 +99,12 @@ class ProducerStats:
     delivered: int
     #: Events librdkafka gave up on (delivery error, timeout, purge at close) or refused.
     failed: int
-    #: Events never enqueued: the local queue was full or the producer was closed.
+    #: Events never enqueued nor spooled: the sum of ``dropped_by``.
     dropped: int
+    #: ``dropped`` by reason: ``queue_full`` (policy ``drop``), ``block_timeout`` (policy
+    #: ``block``), ``spool_full`` (policy ``spool``, at its bound), ``closed`` (sent after
+    #: close).  Only reasons that happened appear.
+    dropped_by: Mapping[str, int]
     #: Events orjson refused as given, repaired into plain JSON and sent anyway.
     encode_errors: int
     #: What librdkafka still holds: events not yet acknowledged, plus any client logs
@@ -87,6 +112,18 @@ class ProducerStats:
     queue_length: int
     #: The most recent client or delivery error, as text.
     last_error: str | None
+    #: Events over ``message.max.bytes``, cut to fit and sent (see docs/bad-input.md).
+    truncated: int = 0
+    #: Events written to the spool (policy ``spool``), including those returned to it
+    #: from librdkafka's queue at close.
+    spooled: int = 0
+    #: Events moved from the spool into librdkafka's queue.
+    replayed: int = 0
+    #: Events in the spool now, waiting to be replayed (left by an earlier process too).
+    spool_pending: int = 0
+    #: librdkafka's latest statistics (a parsed JSON object), when the configuration sets
+    #: ``statistics.interval.ms``; otherwise ``None``.
+    librdkafka: Mapping[str, Any] | None = None
 
 
 def resolve_config(
@@ -113,12 +150,25 @@ class LogProducer:
     owns a librdkafka client with its own threads and connections.
     """
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: Mapping[str, Any], policy: DeliveryPolicy = DEFAULT_POLICY) -> None:
         self._config = dict(config)
+        self.policy = policy
+        # A delivery-failure callback: with ``delivery.report.only.error`` (the default)
+        # librdkafka reports only failures, so this is called once per lost event.
         self._user_on_delivery: Callable[..., Any] | None = self._config.pop("on_delivery", None)
         self._user_error_cb: Callable[..., Any] | None = self._config.pop("error_cb", None)
+        self._user_stats_cb: Callable[[str], Any] | None = self._config.pop("stats_cb", None)
+        if policy.on_full == "spool":
+            # Queued events wait for the brokers as long as it takes, instead of failing
+            # after five minutes; at close, what is left goes back to the spool.
+            self._config.setdefault("message.timeout.ms", 0)
+        self._replay_room = int(self._config.get("queue.buffering.max.messages", 100000)) // 2
+        # Room for the record's key, headers and framing under librdkafka's size limit.
+        limit = int(self._config.get("message.max.bytes", 1_000_000))
+        self._max_payload = max(limit - RECORD_OVERHEAD, 1024)
         self._reset_counters()
         self._closed = False
+        self._forked_child = False
         self._start()
         _instances.add(self)
 
@@ -130,8 +180,16 @@ class LogProducer:
         self._enqueued_reads = 0
         self._failed = 0
         self._delivery_failures = 0
-        self._dropped = 0
+        self._dropped: dict[str, int] = {}
+        self._dropped_warned = 0
+        self._dropped_warned_at = time.monotonic()
         self._encode_errors = 0
+        self._truncated = 0
+        self._spooled = 0
+        self._replayed = 0
+        self._statistics: str | None = None
+        # Events librdkafka handed back (purged at close, timed out) for the spool.
+        self._returned: list[tuple[str, bytes | None, bytes]] = []
         self._last_error: str | None = None
         # topic -> events failed because it does not exist; warned about by the poller.
         self._missing: dict[str, int] = {}
@@ -142,8 +200,15 @@ class LogProducer:
         conf = dict(self._config)
         conf["on_delivery"] = self._on_delivery
         conf["error_cb"] = self._on_error
+        if int(conf.get("statistics.interval.ms", 0)) > 0:
+            conf["stats_cb"] = self._on_stats
         conf.setdefault("logger", logging.getLogger(CLIENT_LOGGER))
         self._producer = Producer(conf)
+        self._spool = self._open_spool()
+        self._spool_lock = threading.Lock()
+        self._replay_lock = threading.Lock()
+        # True while the spool holds events: new ones queue up behind them, in order.
+        self._spooling = self._spool is not None and self._spool.pending > 0
         self._produce = self._producer.produce
         # False once closed, or in a forked child until the client is restarted: the hot
         # path checks this one flag and leaves both cases to ``_send_unusable``.
@@ -174,48 +239,95 @@ class LogProducer:
             payload = encode_repaired(event)
             with self._lock:
                 self._encode_errors += 1
+        if len(payload) > self._max_payload:
+            payload = fit_payload(event, payload, self._max_payload)
+            with self._lock:
+                self._truncated += 1
         if not self._usable:
             return self._send_unusable(topic, key, event)
+        if self._spooling:  # older events wait on disk: this one goes behind them
+            return self._to_spool(topic, key, payload)
         try:
             self._produce(topic, payload, key)
         except BufferError:
-            with self._lock:
-                self._dropped += 1
-            return False
+            return self._queue_full(topic, key, payload)
         except (KafkaException, TypeError, ValueError) as exc:
-            with self._lock:
-                self._failed += 1
-                self._last_error = f"producing to {topic!r} failed: {_describe(exc)}"
-                if isinstance(exc, KafkaException) and _is_unknown_topic(exc.args[0]):
-                    self._count_missing(topic)
-            return False
+            return self._produce_failed(topic, exc)
         next(self._enqueued)
+        return True
+
+    def _queue_full(self, topic: str, key: bytes | None, payload: bytes) -> bool:
+        """Apply the policy to an event librdkafka's queue has no room for."""
+        on_full = self.policy.on_full
+        if on_full == "spool":
+            return self._to_spool(topic, key, payload)
+        if on_full == "drop":
+            return self._drop("queue_full")
+        deadline = time.monotonic() + self.policy.block_timeout
+        delay = 0.0005
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.01)
+            try:
+                self._produce(topic, payload, key)
+            except BufferError:
+                continue
+            except (KafkaException, TypeError, ValueError) as exc:
+                return self._produce_failed(topic, exc)
+            next(self._enqueued)
+            return True
+        return self._drop("block_timeout")
+
+    def _produce_failed(self, topic: str, exc: Exception) -> bool:
+        with self._lock:
+            self._failed += 1
+            self._last_error = f"producing to {topic!r} failed: {_describe(exc)}"
+            if isinstance(exc, KafkaException) and _is_unknown_topic(exc.args[0]):
+                self._count_missing(topic)
+        return False
+
+    def _drop(self, reason: str) -> bool:
+        with self._lock:
+            self._dropped[reason] = self._dropped.get(reason, 0) + 1
+        return False
+
+    def _to_spool(self, topic: str, key: bytes | None, payload: bytes) -> bool:
+        spool = self._spool
+        assert spool is not None
+        with self._spool_lock:
+            if not spool.append(topic, key, payload):
+                return self._drop("spool_full")
+            self._spooling = True
+        with self._lock:
+            self._spooled += 1
         return True
 
     def _send_unusable(self, topic: str, key: bytes | None, event: Mapping[str, Any]) -> bool:
         if self._forked:  # first send in a forked child: start its own client, then send
             self._after_fork()
             return self.send(topic, key, event)
-        with self._lock:
-            self._dropped += 1
-        return False
+        return self._drop("closed")
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> int:
         """Wait up to ``timeout`` seconds (default: the exit timeout, see
-        :func:`set_exit_timeout`) for queued events; return how many remain."""
+        :func:`set_exit_timeout`) for queued (and spooled) events; return how many remain."""
         if not self._usable:
             return 0
         bound = _exit_timeout if timeout is None else timeout
-        remaining: int = self._producer.flush(max(bound, 0.0))
-        return remaining
+        deadline = time.monotonic() + max(bound, 0.0)
+        if self._spool is not None and self._spool.pending:
+            self._replay_until(deadline)
+        remaining: int = self._producer.flush(max(deadline - time.monotonic(), 0.0))
+        return remaining + (self._spool.pending if self._spool is not None else 0)
 
     def close(self, timeout: float | None = None) -> int:
         """Flush within ``timeout``, stop the poller and refuse further events.
 
-        Events still undelivered when the bound is reached are purged, counted as
-        ``failed`` and reported once on stderr.  Returns how many were left undelivered.
+        Events still undelivered when the bound is reached are purged and reported once on
+        stderr: counted as ``failed``, or, under the ``spool`` policy, written back to the
+        front of the spool for the next process.  Returns how many were left undelivered.
         """
         if self._closed:
             return 0
@@ -224,24 +336,41 @@ class LogProducer:
             _forget(self)
             return 0
         bound = _exit_timeout if timeout is None else timeout
-        remaining = self.flush(bound)
-        self._closed = True
-        self._usable = False
-        if remaining:
-            self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-            self._producer.poll(0)  # serve the purge's delivery reports: counted as failed
-            print(
-                f"logtide-kafka: {remaining} log event(s) not delivered to "
-                f"{self._config.get('bootstrap.servers')} within {bound:.1f}s at close",
-                file=sys.stderr,
-            )
-        self._stop.set()
+        deadline = time.monotonic() + max(bound, 0.0)
+        self._usable = False  # from here on, sends are dropped as "closed"
+        self._stop.set()  # the poller stops replaying; this thread finishes the work
         if self._poller is not threading.current_thread():
             self._poller.join(timeout=1.0)
-        if self._missing_pending:  # failures the poller had no time to warn about
-            self._warn_missing_topics()
+        if self._spool is not None:
+            self._replay_until(deadline)
+        remaining: int = self._producer.flush(max(deadline - time.monotonic(), 0.0))
+        self._closed = True
+        if remaining:
+            self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+            self._producer.flush(0)  # serve the purge's delivery reports
+        self._return_to_spool()
+        self._report_close(remaining, bound)
+        if self._spool is not None:
+            self._spool.close()
         _forget(self)
         return remaining
+
+    def _report_close(self, remaining: int, bound: float) -> None:
+        """Say once, on stderr, what the close leaves behind; flush pending warnings."""
+        if self._missing_pending:  # failures the poller had no time to warn about
+            self._warn_missing_topics()
+        self._warn_drops(force=True)
+        if not remaining:
+            return
+        where = self._config.get("bootstrap.servers")
+        line = f"logtide-kafka: {remaining} log event(s) not delivered to {where} "
+        line += f"within {bound:.1f}s at close"
+        if self._spool is not None:
+            line += (
+                f"; {self._spool.pending} event(s) kept in the spool {self._spool.directory} "
+                "for the next start"
+            )
+        print(line, file=sys.stderr)
 
     def count_failure(self, exc: BaseException) -> None:
         """Count an event a caller could not even build (a broken ``__str__``…) as failed."""
@@ -252,19 +381,29 @@ class LogProducer:
     def stats(self) -> ProducerStats:
         """Return a snapshot of the counters (see :class:`ProducerStats`)."""
         in_flight = len(self._producer) if self._usable else 0
+        spool = self._spool
         with self._lock:
             enqueued = next(self._enqueued) - self._enqueued_reads
             self._enqueued_reads += 1
             delivered = enqueued - self._delivery_failures - in_flight
-            return ProducerStats(
+            raw_statistics = self._statistics
+            snapshot = ProducerStats(
                 enqueued=enqueued,
                 delivered=max(delivered, 0),
                 failed=self._failed,
-                dropped=self._dropped,
+                dropped=sum(self._dropped.values()),
+                dropped_by=dict(self._dropped),
                 encode_errors=self._encode_errors,
                 queue_length=in_flight,
                 last_error=self._last_error,
+                truncated=self._truncated,
+                spooled=self._spooled,
+                replayed=self._replayed,
+                spool_pending=spool.pending if spool is not None and self._usable else 0,
             )
+        if raw_statistics is None:
+            return snapshot
+        return replace(snapshot, librdkafka=orjson.loads(raw_statistics))
 
     @property
     def closed(self) -> bool:
@@ -273,15 +412,110 @@ class LogProducer:
     # -- background work --------------------------------------------------------------------
 
     def _poll_loop(self) -> None:
-        producer, stop = self._producer, self._stop
+        producer, stop, spool = self._producer, self._stop, self._spool
         while not stop.is_set():
+            # While the spool holds events, come back quickly to move the next chunk.
+            busy = spool is not None and spool.pending > 0
             try:
-                producer.poll(0.2)
+                producer.poll(0.01 if busy else 0.2)
             except Exception as exc:  # a user callback raised; keep serving
                 with self._lock:
                     self._last_error = _describe(exc)
+            if self._returned:
+                self._return_to_spool()
+            if busy and len(producer) < self._replay_room:
+                self._replay()
             if self._missing_pending:
                 self._warn_missing_topics()
+            self._warn_drops()
+
+    # -- the spool ----------------------------------------------------------------------------
+
+    def _open_spool(self) -> Spool | None:
+        """Open the policy's spool directory (a forked child gets a directory of its own)."""
+        policy = self.policy
+        if policy.on_full != "spool" or policy.spool_dir is None:
+            return None
+        from logtide_kafka._spool import Spool  # only producers that spool need it
+
+        opener = Spool.for_child if self._forked_child else Spool
+        return opener(policy.spool_dir, max_bytes=policy.spool_max_bytes, fsync=policy.spool_fsync)
+
+    def _replay(self) -> int:
+        """Move the oldest spooled events into librdkafka's queue, in order, while it has
+        room; return how many moved.  The spool forgets them once they are queued: what is
+        still queued at close goes back to its front."""
+        spool = self._spool
+        assert spool is not None
+        moved = 0
+        with self._replay_lock:
+            while len(self._producer) < self._replay_room:
+                records = spool.read(REPLAY_CHUNK)
+                if not records:
+                    break
+                done = 0
+                for topic, key, value in records:
+                    try:
+                        self._produce(topic, value, key)
+                    except BufferError:
+                        break
+                    except (KafkaException, TypeError, ValueError) as exc:
+                        self._produce_failed(topic, exc)  # counted; never stalls the spool
+                    else:
+                        next(self._enqueued)
+                    done += 1
+                spool.commit(done)
+                moved += done
+                if done < len(records):
+                    break
+            with self._spool_lock:
+                if spool.pending == 0:
+                    self._spooling = False
+        if moved:
+            with self._lock:
+                self._replayed += moved
+        return moved
+
+    def _replay_until(self, deadline: float) -> None:
+        """Replay, on the calling thread, until the spool is empty or ``deadline``."""
+        spool = self._spool
+        assert spool is not None
+        while spool.pending and (left := deadline - time.monotonic()) > 0:
+            if not self._replay():  # no room: wait for the queue to drain a little
+                self._producer.flush(min(0.2, left))
+
+    def _return_to_spool(self) -> None:
+        """Write events librdkafka handed back to the front of the spool: they are older
+        than anything spooled since."""
+        with self._lock:
+            returned, self._returned = self._returned, []
+        if returned and self._spool is not None:
+            with self._spool_lock:
+                kept = self._spool.prepend(returned)
+                if kept:
+                    self._spooling = True
+            with self._lock:
+                self._spooled += kept
+                lost = len(returned) - kept
+                if lost:
+                    self._dropped["spool_full"] = self._dropped.get("spool_full", 0) + lost
+                    self._failed += lost
+
+    def _warn_drops(self, *, force: bool = False) -> None:
+        """One stderr line per ``warn_interval`` at most, with the drops since the last."""
+        now = time.monotonic()
+        with self._lock:
+            total = sum(self._dropped.values())
+            new = total - self._dropped_warned
+            if not new or (not force and now - self._dropped_warned_at < self.policy.warn_interval):
+                return
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self._dropped.items()))
+            self._dropped_warned, self._dropped_warned_at = total, now
+        print(
+            f"logtide-kafka: dropped {new} log event(s) (policy {self.policy.on_full!r}; "
+            f"so far {reasons}); see stats()",
+            file=sys.stderr,
+        )
 
     def _count_missing(self, topic: str) -> None:
         """Count an event lost to a topic that does not exist (caller holds the lock)."""
@@ -324,6 +558,12 @@ class LogProducer:
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             topic = msg.topic() or ""
+            value = msg.value()
+            if self._spool is not None and err.code() in _RETURN_TO_SPOOL and value is not None:
+                with self._lock:
+                    self._delivery_failures += 1
+                    self._returned.append((topic, msg.key(), value))
+                return
             with self._lock:
                 self._failed += 1
                 self._delivery_failures += 1
@@ -332,6 +572,11 @@ class LogProducer:
                     self._count_missing(topic)
         if self._user_on_delivery is not None:
             self._user_on_delivery(err, msg)
+
+    def _on_stats(self, raw: str) -> None:
+        self._statistics = raw  # parsed only when someone asks (stats())
+        if self._user_stats_cb is not None:
+            self._user_stats_cb(raw)
 
     def _on_error(self, err: KafkaError) -> None:
         with self._lock:
@@ -350,9 +595,11 @@ class LogProducer:
         with _registry_lock:
             if not self._forked:
                 return
-            _abandoned.append(self._producer)
+            # The parent's spool too: closing it here would release the parent's lock.
+            _abandoned.append((self._producer, self._spool))
             # A parent thread may have held the counter lock at the fork: start new ones.
             self._reset_counters()
+            self._forked_child = True
             self._start()
 
 
@@ -368,28 +615,31 @@ def _describe(exc: BaseException) -> str:
 
 # -- the registry: one producer per distinct configuration --------------------------------
 
-_registry: dict[tuple[tuple[str, str], ...], LogProducer] = {}
+_registry: dict[tuple[object, ...], LogProducer] = {}
 _registry_lock = threading.RLock()
 _abandoned: list[Any] = []
 _instances: weakref.WeakSet[LogProducer] = weakref.WeakSet()
 _exit_timeout = DEFAULT_EXIT_TIMEOUT
 
 
-def _registry_key(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((str(k), repr(v)) for k, v in config.items()))
+def _registry_key(config: Mapping[str, Any], policy: DeliveryPolicy) -> tuple[object, ...]:
+    return (*sorted((str(k), repr(v)) for k, v in config.items()), policy)
 
 
 def get_producer(
-    bootstrap_servers: str | None = None, config: Mapping[str, Any] | None = None
+    bootstrap_servers: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    policy: DeliveryPolicy = DEFAULT_POLICY,
 ) -> LogProducer:
-    """Return the process-wide :class:`LogProducer` for this configuration, creating it
-    on first use.  Arguments are merged as in :func:`resolve_config`."""
+    """Return the process-wide :class:`LogProducer` for this configuration and policy,
+    creating it on first use.  Arguments are merged as in :func:`resolve_config`."""
     merged = resolve_config(bootstrap_servers, config)
-    key = _registry_key(merged)
+    key = _registry_key(merged, policy)
     with _registry_lock:
         producer = _registry.get(key)
         if producer is None or producer.closed:
-            producer = _registry[key] = LogProducer(merged)
+            producer = _registry[key] = LogProducer(merged, policy)
+            _handle_sigterm()
         return producer
 
 
@@ -415,6 +665,37 @@ def close_all(timeout: float | None = None) -> int:
     for producer in producers:
         left += producer.close(max(deadline - time.monotonic(), 0.0))
     return left
+
+
+_sigterm_installed = False
+
+
+def _handle_sigterm() -> None:
+    """Make SIGTERM (what containers and process managers send) flush like a normal exit.
+
+    Python's default for SIGTERM ends the process without running exit hooks, so queued
+    logs would be lost.  Only when nobody handles SIGTERM yet, and only from the main
+    thread, a handler is set that raises ``SystemExit(128 + SIGTERM)``: the stack unwinds
+    and the exit hook flushes, within the exit bound.  An application's own handler, set
+    before or after, is left alone (and wins).  ``LOGTIDE_KAFKA_SIGTERM=0`` turns this off.
+    """
+    global _sigterm_installed
+    if _sigterm_installed or os.environ.get("LOGTIDE_KAFKA_SIGTERM") == "0":
+        return
+    _sigterm_installed = True
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        pass
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # Raised rather than flushing here: the interrupted code may hold a producer's lock.
+    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise SystemExit(128 + signum)
 
 
 def _in_forked_child() -> None:

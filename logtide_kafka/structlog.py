@@ -81,7 +81,9 @@ class KafkaProcessor:
         self.service = normalize_service(service)
         self._key = self.service.encode()
         self._publisher = Publisher(
-            lambda: get_producer(bootstrap_servers, producer_config), topic, **options
+            lambda policy: get_producer(bootstrap_servers, producer_config, policy),
+            topic,
+            **options,
         )
 
     @property
