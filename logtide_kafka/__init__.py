@@ -15,7 +15,13 @@ from logtide_kafka._direct import configure, flush, send_log, stats
 from logtide_kafka._publish import PublishOptions
 from logtide_kafka._redact import DEFAULT_REDACT_KEYS, REDACTED
 from logtide_kafka._routing import CATEGORIES, DEFAULT_TOPIC, TOPICS
-from logtide_kafka.producer import LogProducer, ProducerStats, close_all, get_producer
+from logtide_kafka.producer import (
+    DeliveryPolicy,
+    LogProducer,
+    ProducerStats,
+    close_all,
+    get_producer,
+)
 from logtide_kafka.stdlib import KafkaHandler
 
 try:
@@ -29,6 +35,7 @@ __all__ = [
     "DEFAULT_TOPIC",
     "REDACTED",
     "TOPICS",
+    "DeliveryPolicy",
     "KafkaHandler",
     "LogProducer",
     "ProducerStats",
