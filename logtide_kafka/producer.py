@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -32,6 +32,7 @@ from logtide_kafka._event import (
     fit_payload,
 )
 from logtide_kafka._policy import DEFAULT_POLICY, DeliveryPolicy
+from logtide_kafka._spool import Spool, SpoolLocked
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -72,14 +73,13 @@ _UNKNOWN_TOPIC: Final = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.
 _RETURN_TO_SPOOL: Final = frozenset(
     {KafkaError._MSG_TIMED_OUT, KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 )
+#: Seconds between two looks for spool directories that exited children left behind.
+ADOPT_INTERVAL: Final = 60.0
 #: Records moved from the spool into librdkafka's queue per pass of the poller.
 REPLAY_CHUNK: Final = 1000
 # Per-topic failure counts are kept for at most this many topics (categories can be made
 # up at run time); failures beyond are still counted in ``failed``.
 _MAX_MISSING_TOPICS: Final = 256
-
-if TYPE_CHECKING:
-    from logtide_kafka._spool import Spool
 
 _log = logging.getLogger("logtide_kafka")
 # A library leaves output to the application's logging configuration (logging HOWTO):
@@ -207,6 +207,7 @@ class LogProducer:
         self._spool = self._open_spool()
         self._spool_lock = threading.Lock()
         self._replay_lock = threading.Lock()
+        self._next_adopt = time.monotonic() + ADOPT_INTERVAL
         # True while the spool holds events: new ones queue up behind them, in order.
         self._spooling = self._spool is not None and self._spool.pending > 0
         self._produce = self._producer.produce
@@ -428,6 +429,11 @@ class LogProducer:
             if self._missing_pending:
                 self._warn_missing_topics()
             self._warn_drops()
+            if spool is not None and time.monotonic() >= self._next_adopt:
+                self._next_adopt = time.monotonic() + ADOPT_INTERVAL
+                if spool.adopt():  # children (prefork workers) that exited left events
+                    with self._spool_lock:
+                        self._spooling = True
 
     # -- the spool ----------------------------------------------------------------------------
 
@@ -436,10 +442,13 @@ class LogProducer:
         policy = self.policy
         if policy.on_full != "spool" or policy.spool_dir is None:
             return None
-        from logtide_kafka._spool import Spool  # only producers that spool need it
-
-        opener = Spool.for_child if self._forked_child else Spool
-        return opener(policy.spool_dir, max_bytes=policy.spool_max_bytes, fsync=policy.spool_fsync)
+        size, fsync = policy.spool_max_bytes, policy.spool_fsync
+        if not self._forked_child:
+            try:
+                return Spool(policy.spool_dir, max_bytes=size, fsync=fsync)
+            except SpoolLocked:  # another live process (a spawned worker's parent) owns it
+                pass
+        return Spool.for_child(policy.spool_dir, max_bytes=size, fsync=fsync)
 
     def _replay(self) -> int:
         """Move the oldest spooled events into librdkafka's queue, in order, while it has

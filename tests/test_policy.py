@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import logging.config
 import os
 import signal
 import subprocess
@@ -89,7 +89,6 @@ def test_librdkafka_statistics_are_exposed(kafka_bootstrap: str) -> None:
     seen: list[str] = []
     config = {"statistics.interval.ms": 100, "stats_cb": seen.append}
     producer = LogProducer(resolve_config(kafka_bootstrap, config))
-    assert producer.stats().librdkafka is None or "brokers" in producer.stats().librdkafka
     deadline = time.monotonic() + 10
     while producer.stats().librdkafka is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -177,9 +176,7 @@ def test_sigterm_handler_is_not_installed_off_the_main_thread_or_when_disabled()
     assert out.stdout.strip() == "True"
 
 
-def test_policy_options_pass_through_dictconfig(dead_bootstrap: str, tmp_path: object) -> None:
-    import logging.config
-
+def test_policy_options_pass_through_dictconfig(dead_bootstrap: str) -> None:
     logging.config.dictConfig(
         {
             "version": 1,

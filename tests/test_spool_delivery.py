@@ -38,7 +38,7 @@ def _by(service: str):  # type: ignore[no-untyped-def]
     return lambda value: value.get("service") == service
 
 
-def test_the_queue_overflows_to_disk_and_the_next_process_replays_it_first(
+def test_the_queue_overflows_to_disk_and_the_next_process_replays_it_first(  # noqa: PLR0917
     dead_bootstrap: str,
     kafka_bootstrap: str,
     topic: str,
@@ -82,9 +82,9 @@ def test_the_spool_bound_drops_the_newest_and_counts_them(
     spool = Spool(tmp_path)
     kept = [orjson.loads(value)["metadata"]["seq"] for _, _, value in spool.read(2000)]
     spool.close()
-    # The five queued ones went back in front; the bound only ever cut the newest.
-    assert kept == list(range(len(kept)))
-    assert len(kept) >= 1000 - dropped - 5
+    # The five queued ones went back in front (past the bound: they are the oldest); the
+    # bound only ever cut the newest.
+    assert kept == list(range(1000 - dropped))
 
 
 def test_a_broker_that_is_down_at_start_gets_everything_in_order(
@@ -202,8 +202,9 @@ def _consume_all(bootstrap: str, topic: str, total: int) -> list[tuple[str, int]
     deadline = time.monotonic() + 120
     while len(seen) < total and time.monotonic() < deadline:
         for message in consumer.consume(num_messages=10000, timeout=1.0):
-            if message.error() is None:
-                value = orjson.loads(message.value())
+            payload = message.value()
+            if message.error() is None and payload is not None:
+                value = orjson.loads(payload)
                 received.append((value["service"], value["metadata"]["seq"]))
                 seen.add(value["metadata"]["seq"])
     consumer.close()
