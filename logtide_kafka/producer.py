@@ -73,6 +73,7 @@ _UNKNOWN_TOPIC: Final = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.
 _RETURN_TO_SPOOL: Final = frozenset(
     {KafkaError._MSG_TIMED_OUT, KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 )
+_PURGED: Final = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 #: Seconds between two looks for spool directories that exited children left behind.
 ADOPT_INTERVAL: Final = 60.0
 #: Records moved from the spool into librdkafka's queue per pass of the poller.
@@ -190,6 +191,7 @@ class LogProducer:
         self._statistics: str | None = None
         # Events librdkafka handed back (purged at close, timed out) for the spool.
         self._returned: list[tuple[str, bytes | None, bytes]] = []
+        self._purged = 0
         self._last_error: str | None = None
         # topic -> events failed because it does not exist; warned about by the poller.
         self._missing: dict[str, int] = {}
@@ -344,11 +346,15 @@ class LogProducer:
             self._poller.join(timeout=1.0)
         if self._spool is not None:
             self._replay_until(deadline)
-        remaining: int = self._producer.flush(max(deadline - time.monotonic(), 0.0))
+        remaining = self._producer.flush(max(deadline - time.monotonic(), 0.0))
         self._closed = True
         if remaining:
+            # len() counts pending client logs and error reports too: count the events
+            # the purge hands back instead.
+            self._purged = 0
             self._producer.purge(in_queue=True, in_flight=True, blocking=False)
             self._producer.flush(0)  # serve the purge's delivery reports
+            remaining = self._purged
         self._return_to_spool()
         self._report_close(remaining, bound)
         if self._spool is not None:
@@ -568,6 +574,8 @@ class LogProducer:
         if err is not None:
             topic = msg.topic() or ""
             value = msg.value()
+            if err.code() in _PURGED:
+                self._purged += 1
             if self._spool is not None and err.code() in _RETURN_TO_SPOOL and value is not None:
                 with self._lock:
                     self._delivery_failures += 1

@@ -17,16 +17,26 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Final, Literal
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from logtide_kafka.testing._dist import KAFKA_VERSION, kafka_classpath
+from logtide_kafka.testing._security import (
+    Listener,
+    Mechanism,
+    SecurityConfig,
+    TlsFiles,
+    add_secure_listeners,
+    client_settings,
+    make_tls_files,
+    scram_format_args,
+)
 
 __all__ = ["BrokerNode", "LocalKafka", "create_topics", "kafka_or_local"]
 
@@ -55,6 +65,8 @@ class BrokerNode:
     controller_port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = None
+    #: Ports of the secured listeners (:class:`SecurityConfig`), by listener name.
+    listener_ports: dict[Listener, int] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -102,6 +114,13 @@ class LocalKafka:
     ...     print(kafka.bootstrap_servers)
 
     ``start()`` returns only once a client really receives metadata listing every broker.
+
+    ``security`` opens TLS and SASL listeners next to PLAINTEXT (which the brokers, the
+    admin client and ``bootstrap_servers`` keep using); :meth:`client_config` returns the
+    librdkafka settings for each:
+
+    >>> with LocalKafka(security=SecurityConfig(("SSL", "SASL_SSL"))) as kafka:  # doctest: +SKIP
+    ...     producer = Producer(kafka.client_config("SASL_SSL", mechanism="PLAIN"))
     """
 
     def __init__(
@@ -112,19 +131,28 @@ class LocalKafka:
         version: str = KAFKA_VERSION,
         heap: str = "512m",
         startup_timeout: float = 120.0,
+        security: SecurityConfig | None = None,
     ) -> None:
         if brokers not in (1, 3):
             raise ValueError("LocalKafka runs 1 or 3 brokers")
         self.version = version
         self.heap = heap
         self.startup_timeout = startup_timeout
+        #: The secured listeners and SASL users, if any.
+        self.security = security
+        #: The generated CA, keystore and client certificate (once started with ``security``).
+        self.tls: TlsFiles | None = None
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="logtide-kafka-"))
-        ports = _free_ports(2 * brokers)
-        self.nodes = [
-            BrokerNode(i + 1, ports[2 * i], ports[2 * i + 1], self.workdir / f"node-{i + 1}")
-            for i in range(brokers)
-        ]
+        secured = security.listeners if security else ()
+        per_node = 2 + len(secured)
+        ports = _free_ports(per_node * brokers)
+        self.nodes = []
+        for i in range(brokers):
+            mine = ports[per_node * i : per_node * (i + 1)]
+            node = BrokerNode(i + 1, mine[0], mine[1], self.workdir / f"node-{i + 1}")
+            node.listener_ports = dict(zip(secured, mine[2:], strict=True))
+            self.nodes.append(node)
         self._classpath: Path | None = None
         self._started = False
         _live.add(self)
@@ -140,6 +168,8 @@ class LocalKafka:
         if self._started:
             return self
         self._classpath = kafka_classpath(self.version)
+        if self.security is not None and self.tls is None:
+            self.tls = make_tls_files(self.workdir / "tls")
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         for node in self.nodes:
             self._write_config(node)
@@ -201,6 +231,44 @@ class LocalKafka:
             f"Kafka brokers {sorted(expected - seen)} not in metadata after "
             f"{self.startup_timeout:g}s:\n"
             + "\n".join(self.log_tail(node.node_id) for node in self.nodes)
+        )
+
+    def listener_servers(self, listener: Listener | Literal["PLAINTEXT"] = "PLAINTEXT") -> str:
+        """The bootstrap servers of one listener (``PLAINTEXT``: :attr:`bootstrap_servers`)."""
+        if listener == "PLAINTEXT":
+            return self.bootstrap_servers
+        if self.security is None or listener not in self.security.listeners:
+            raise ValueError(f"listener {listener!r} is not open on {self!r}")
+        return ",".join(f"127.0.0.1:{node.listener_ports[listener]}" for node in self.nodes)
+
+    def client_config(
+        self,
+        listener: Listener | Literal["PLAINTEXT"] = "PLAINTEXT",
+        *,
+        mechanism: Mechanism = "SCRAM-SHA-512",
+        user: str | None = None,
+        password: str | None = None,
+    ) -> dict[str, str]:
+        """librdkafka settings (``bootstrap.servers``, ``security.protocol``, ``ssl.*``,
+        ``sasl.*``) for a client of ``listener``, e.g. a ``producer_config``.
+
+        SASL listeners log in with ``mechanism`` as ``user`` (default: the first of
+        :attr:`SecurityConfig.users`), with ``password`` (default: that user's own).
+        """
+        servers = self.listener_servers(listener)
+        if listener == "PLAINTEXT":
+            return {"bootstrap.servers": servers}
+        assert self.security is not None
+        if self.tls is None:
+            raise RuntimeError("start the cluster first: its certificates do not exist yet")
+        return client_settings(
+            self.security,
+            self.tls,
+            listener,
+            servers,
+            mechanism=mechanism,
+            user=user,
+            password=password,
         )
 
     def admin(self) -> AdminClient:
@@ -288,6 +356,9 @@ class LocalKafka:
             "broker.heartbeat.interval.ms": 500,
             "auto.create.topics.enable": "false",
         }
+        if self.security is not None:
+            assert self.tls is not None
+            add_secure_listeners(settings, self.security, node.listener_ports, self.tls)
         (node.directory / "server.properties").write_text(
             "".join(f"{key}={value}\n" for key, value in settings.items())
         )
@@ -319,6 +390,7 @@ class LocalKafka:
             cluster_id,
             "-c",
             str(node.directory / "server.properties"),
+            *(scram_format_args(self.security) if self.security else ()),
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
