@@ -1,0 +1,373 @@
+"""The ``logtide-kafka`` command line: help, errors, and real round trips through Kafka."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+import logtide_kafka
+from logtide_kafka import shipper
+from logtide_kafka.cli import format_event, main
+from logtide_kafka.testing import create_topics, event_problems
+from logtide_kafka.topics import admin_client
+
+SECRET = "lt-key-DO-NOT-PRINT-7f3a9c"
+_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"KAFKA_BROKERS", "LOGTIDE_API_URL", "LOGTIDE_API_KEY"}
+    }
+    return {**env, **extra}
+
+
+def _cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "logtide_kafka.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(**env),
+        check=False,
+    )
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+# -- no broker ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["topics"], ["topics", "apply"], ["ship"], ["lag"], ["send"], ["tail"]]
+)
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: logtide-kafka {' '.join(command)}".rstrip())
+    if command not in ([], ["topics"]):
+        assert "--brokers" in out
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "logtide_kafka", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "topics" in result.stdout
+    assert "tail" in result.stdout
+
+
+def test_ship_without_an_api_key_is_a_clear_error() -> None:
+    result = _cli("ship", LOGTIDE_API_URL="http://127.0.0.1:1")
+    assert result.returncode == 2
+    assert "no LogTide API key: set LOGTIDE_API_KEY" in _one_error_line(result.stderr)
+
+
+def test_ship_without_an_api_url_is_a_clear_error_and_keeps_the_key_secret() -> None:
+    result = _cli("ship", LOGTIDE_API_KEY=SECRET)
+    assert result.returncode == 2
+    assert "no LogTide API URL: set LOGTIDE_API_URL" in _one_error_line(result.stderr)
+    assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--api-url", "ftp://logtide.example", "--api-key", SECRET],
+        ["--api-url", f"logtide.example/?key={SECRET}", "--api-key", SECRET],
+        ["--api-url", "http://127.0.0.1:1", "--api-key", SECRET, "--batch-max-events", "0"],
+        ["--api-key", SECRET, "--metrics-port", "not-a-port"],
+    ],
+)
+def test_ship_argument_errors_never_echo_the_key(
+    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LOGTIDE_API_URL", raising=False)
+    monkeypatch.delenv("LOGTIDE_API_KEY", raising=False)
+    try:
+        code = main(["ship", *args])
+    except SystemExit as exited:  # argparse's own usage errors
+        code = int(exited.code or 0)
+    captured = capsys.readouterr()
+    assert code == 2
+    assert SECRET not in captured.out + captured.err
+    assert "error:" in captured.err
+
+
+def test_ship_hands_flags_and_environment_to_the_shipper(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[Any] = []
+
+    def fake_run(config: Any, *, handle_signals: bool = True) -> int:
+        seen.append(config)
+        if config.group == "explode":  # the shipper's own error, naming the key
+            raise ValueError(f"LogTide refused key {config.api_key}")
+        return 0
+
+    monkeypatch.setattr(shipper, "run_shipper", fake_run)
+    monkeypatch.setenv("KAFKA_BROKERS", "kafka-9:9092")
+    monkeypatch.setenv("LOGTIDE_API_URL", "https://logtide.example")
+    monkeypatch.setenv("LOGTIDE_API_KEY", SECRET)
+    args = ["ship", "--topic", "^logs\\.", "--topic", "logs.extra", "--batch-max-wait", "0.5"]
+    assert main(args) == 0
+    [config] = seen
+    assert (config.brokers, config.api_url, config.api_key) == (
+        "kafka-9:9092",
+        "https://logtide.example",
+        SECRET,
+    )
+    assert (config.topics, config.batch_max_wait) == (("^logs\\.", "logs.extra"), 0.5)
+    assert (config.group, config.dlq_topic) == ("logtide-ingest", "logs.dlq")  # its defaults
+
+    assert main(["ship", "--group", "explode", "--api-url", "http://127.0.0.1:1"]) == 2
+    captured = capsys.readouterr()
+    assert SECRET not in captured.out + captured.err
+    assert "LogTide refused key [REDACTED]" in _one_error_line(captured.err)
+
+
+def test_a_missing_layout_file_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.toml"
+    assert main(["topics", "apply", "--file", str(missing)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("logtide-kafka topics apply: error: cannot read layout")
+    assert str(missing) in line
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[topics."x"]\nreplicas = 3\n')
+    assert main(["topics", "apply", "--file", str(broken)]) == 2
+    assert "invalid layout: x: unknown key(s) replicas" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["topics", "apply", "--dry-run"],
+        ["lag", "--window", "0"],
+        ["send"],
+        ["tail", "--max", "1"],
+    ],
+)
+def test_an_unreachable_broker_is_one_line_exit_2(
+    command: list[str], dead_bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*command, "--brokers", dead_bootstrap, "--timeout", "1"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"cannot reach Kafka at {dead_bootstrap}" in line
+
+
+def test_the_readable_line_of_an_event() -> None:
+    event = {
+        "time": "2025-11-25T08:30:03.214Z",
+        "service": "checkout",
+        "level": "error",
+        "message": "payment\nfailed",
+        "metadata": {
+            "order_id": 42,
+            "note": "two words",
+            "exception": {"type": "ValueError", "message": "bad", "stack": "Traceback..."},
+            "blob": "x" * 200,
+        },
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+    }
+    line = format_event(event)
+    assert "\n" not in line
+    assert line.startswith("2025-11-25T08:30:03.214Z ERROR    checkout: payment failed ")
+    assert ' order_id=42 note="two words" exception=ValueError: bad ' in line
+    assert "Traceback" not in line
+    assert re.search(r" blob=x{79}… ", line)
+    assert line.endswith(" trace_id=4bf92f3577b34da6a3ce929d0e0e4736")
+
+
+# -- against a real broker ---------------------------------------------------------------------
+
+
+def test_send_then_tail_through_kafka(kafka_bootstrap: str, topic: str, service: str) -> None:
+    # Noise the filters must drop: another service, and this service below the level.
+    logtide_kafka.configure(kafka_bootstrap, topic=topic)
+    logtide_kafka.send_log("critical", "someone else", f"{service}-other")
+    logtide_kafka.send_log("info", "too quiet", service)
+    assert logtide_kafka.flush(30) == 0
+
+    sent = _cli(
+        "send",
+        "--brokers",
+        kafka_bootstrap,
+        "--topic",
+        topic,
+        "--service",
+        service,
+        "--level",
+        "warning",
+        "--message",
+        "disk almost full",
+        "--field",
+        "disk=/var",
+        "--field",
+        "free_pct=4.5",
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.startswith(f"delivered 1 event to {topic} (service {service}, level warn)")
+
+    common = ["tail", "--brokers", kafka_bootstrap, "--topic", topic, "--from-beginning"]
+    tailed = _cli(*common, "--service", service, "--level", "warn", "--max", "1")
+    assert tailed.returncode == 0, tailed.stderr
+    [line] = tailed.stdout.splitlines()
+    assert re.fullmatch(
+        _TIME + rf" WARN     {service}: disk almost full disk=/var free_pct=4\.5 hostname=\S+",
+        line,
+    ), line
+
+    raw = _cli(*common, "--json", "--max", "3")
+    assert raw.returncode == 0, raw.stderr
+    events = [json.loads(text) for text in raw.stdout.splitlines()]
+    assert [event_problems(e) for e in events] == [[], [], []]
+    # Partitions interleave in any order; one service's events (one key) keep theirs.
+    assert sorted((e["service"], e["level"]) for e in events) == [
+        (service, "info"),
+        (service, "warn"),
+        (f"{service}-other", "critical"),
+    ]
+    mine = [e for e in events if e["service"] == service]
+    assert [e["level"] for e in mine] == ["info", "warn"]
+    assert mine[1]["metadata"]["free_pct"] == 4.5
+
+
+def test_tail_follows_events_sent_after_it_started(
+    kafka_bootstrap: str, topic: str, service: str
+) -> None:
+    tail = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "logtide_kafka.cli", "tail", "--brokers", kafka_bootstrap),
+            *("--topic", topic, "--service", service, "--max", "1"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    logtide_kafka.configure(kafka_bootstrap, topic=topic)
+    done = threading.Event()
+
+    def keep_sending() -> None:
+        # Without --from-beginning tail starts at the end: send until it has caught one.
+        seq = 0
+        while not done.wait(0.3):
+            logtide_kafka.send_log("error", "live event", service, seq=seq)
+            logtide_kafka.flush(5)
+            seq += 1
+
+    sender = threading.Thread(target=keep_sending, daemon=True)
+    sender.start()
+    try:
+        out, err = tail.communicate(timeout=60)
+    finally:
+        done.set()
+        sender.join(10)
+        tail.kill()
+    assert tail.returncode == 0, err
+    [line] = out.splitlines()
+    assert re.fullmatch(_TIME + rf" ERROR    {service}: live event seq=\d+ hostname=\S+", line)
+
+
+def test_send_to_a_missing_topic_is_one_line_exit_2(
+    kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = f"logs.missing-{uuid.uuid4().hex[:8]}"
+    assert main(["send", "--brokers", kafka_bootstrap, "--topic", missing]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"topic {missing!r} does not exist" in line
+
+
+def test_send_reports_an_undelivered_event_with_exit_1(
+    kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The broker refuses any record batch larger than 64 bytes on this topic.
+    name = f"logs.unwritable-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_bootstrap, [name], partitions=1, config={"max.message.bytes": "64"})
+    args = ["send", "--brokers", kafka_bootstrap, "--topic", name, "--timeout", "2"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    line = _one_error_line(captured.err)
+    assert line.startswith(f"logtide-kafka send: not delivered to {name}")
+    assert "delivered=0 failed=1" in line
+
+
+def test_topics_apply_dry_run_prints_the_plan(kafka_bootstrap: str, tmp_path: Path) -> None:
+    name = f"logs.cli-{uuid.uuid4().hex[:10]}"
+    path = tmp_path / "layout.toml"
+    path.write_text(
+        f'[topics."{name}"]\npartitions = 2\nreplication_factor = 1\nretention = "1h"\n'
+    )
+    args = ["topics", "apply", "--brokers", kafka_bootstrap, "--file", str(path)]
+    dry = _cli(*args, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert (
+        f"  would create {name}: 2 partitions, replication factor 1, retention.ms=3600000\n"
+        in dry.stdout
+    )
+    assert dry.stdout.endswith("dry run: 1 change(s) planned, nothing changed\n")
+    assert name not in admin_client(kafka_bootstrap).list_topics(timeout=10).topics
+
+    assert _cli(*args).returncode == 0
+    again = _cli(*args, "--dry-run")
+    assert f"  ok {name}\n" in again.stdout
+    assert again.stdout.endswith("dry run: 0 change(s) planned, nothing changed\n")
+
+
+def test_lag_json_and_prometheus_and_exit_code(kafka_bootstrap: str, topic: str) -> None:
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for _ in range(1_200):
+        producer.produce(topic, b"{}", partition=1)
+    assert producer.flush(30) == 0
+    group = f"cli-lag-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+    consumer.commit(offsets=[TopicPartition(topic, 1, 100)], asynchronous=False)
+    consumer.close()
+
+    args = ["lag", "--brokers", kafka_bootstrap, "--group", group, "--window", "0"]
+    result = _cli(*args, "--json")
+    assert result.returncode == 1, result.stderr  # 1,100 behind: a warning
+    document = json.loads(result.stdout)
+    assert document["grade"] == "warning"
+    [health] = document["groups"]
+    assert (health["group"], health["lag"], health["lag_grade"]) == (group, 1_100, "warning")
+    assert health["partitions"] == [
+        {"topic": topic, "partition": 1, "committed": 100, "start": 0, "end": 1_200, "lag": 1_100}
+    ]
+    assert document["error_rate"] is None
+
+    prometheus = _cli(*args, "--prometheus")
+    assert prometheus.returncode == 1
+    lines = prometheus.stdout.splitlines()
+    assert f'logtide_kafka_partition_lag{{group="{group}",topic="{topic}",partition="1"}} 1100' in (
+        lines
+    )
+    assert "# TYPE logtide_kafka_group_lag gauge" in lines
