@@ -23,14 +23,16 @@ its segment, and counted in :attr:`Spool.corrupt`.
 
 Durability, by ``fsync`` policy.  Appends go to a 64 KiB in-process buffer, written to the
 OS when it fills, when the segment is read, when ``fsync_interval`` has passed (checked on
-append, read, commit and flush, not by a timer), and by :meth:`~Spool.flush` and
-:meth:`~Spool.close`:
+read, commit and :meth:`~Spool.sync_if_due`, never on append), and by :meth:`~Spool.flush`
+and :meth:`~Spool.close`:
 
 * ``"always"``: every append is written and fsync'ed before it returns.  Neither a process
   nor a machine crash loses an appended record.  Slow: one fsync per record (about 0.1 to
   several ms on real disks).
 * ``"interval"`` (default): the buffer is written and fsync'ed at most every
-  ``fsync_interval`` seconds, at rollover, flush and close.  A process crash (SIGKILL)
+  ``fsync_interval`` seconds (by :meth:`~Spool.sync_if_due`, which the producer's
+  background thread calls, so appends never wait on the disk), at rollover, flush and
+  close.  A process crash (SIGKILL)
   loses what is still in the buffer: at most 64 KiB or one interval of records; a machine
   crash may lose about the last interval as well.
 * ``"never"``: written to the OS as above, fsync left to the OS.  A process crash loses as
@@ -686,11 +688,9 @@ class Spool:
                     _fsync(seg.fd)
                     log.sync_dir()
                 return ok
-            if len(buf) >= _WRITE_BUFFER and not log.write_out():
-                return False
-            if time.monotonic() >= self._next_sync:
-                self._sync(durable=self._fsync_policy == "interval")
-            return True
+            # The interval's fsync is left to sync_if_due() (the producer's background
+            # thread): an application thread never waits on the disk.
+            return len(buf) < _WRITE_BUFFER or log.write_out()
 
     def _topic_bytes(self, topic: str) -> bytes:
         tb = topic.encode()
@@ -773,6 +773,15 @@ class Spool:
                 log.destroy()
             if due:
                 self._sync(durable=policy == "interval")
+
+    def sync_if_due(self) -> None:
+        """Write the buffer out, and fsync under ``"interval"``, once ``fsync_interval``
+        has passed since the last time; cheap when it has not.  For a background thread."""
+        if time.monotonic() < self._next_sync:
+            return
+        with self._lock:
+            if not self._closed:
+                self._sync(durable=self._fsync_policy == "interval")
 
     def flush(self) -> None:
         """Write the buffer out to the OS, and fsync it unless the policy is ``"never"``."""

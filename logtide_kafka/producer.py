@@ -435,6 +435,8 @@ class LogProducer:
             if self._missing_pending:
                 self._warn_missing_topics()
             self._warn_drops()
+            if spool is not None:
+                spool.sync_if_due()
             if spool is not None and time.monotonic() >= self._next_adopt:
                 self._next_adopt = time.monotonic() + ADOPT_INTERVAL
                 if spool.adopt():  # children (prefork workers) that exited left events

@@ -386,6 +386,7 @@ def test_fsync_policies(tmp_path: Path, policy: str) -> None:
     interval = 0.0 if policy == "interval" else 3600.0
     with Spool(tmp_path, fsync=policy, fsync_interval=interval) as spool:  # type: ignore[arg-type]
         _fill(spool, records[:1])
+        spool.sync_if_due()  # what the producer's background thread calls
         (name,) = _segments(tmp_path)
         on_disk = (tmp_path / name).stat().st_size
         # "always" and a zero interval write (and fsync) each append at once; "never"
