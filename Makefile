@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench kafka clean
+.PHONY: demo test lint typecheck unit bench bench-latency kafka clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ unit: $(STAMP)
 ## The throughput benchmark against a real local broker (not part of `make test`).
 bench: $(STAMP)
 	$(BIN)/python bench/bench_producer.py
+
+## App-thread latency per backpressure policy, broker up and down; RSS during an outage.
+bench-latency: $(STAMP)
+	$(BIN)/python bench/bench_latency.py
 
 ## Run a local broker until Ctrl-C.
 kafka: $(STAMP)
