@@ -78,6 +78,12 @@ class Redactor:
 
     def _walk(self, value: Any, depth: int, walk: _Walk) -> Any:
         """Return ``value`` itself when nothing in it is sensitive, else a redacted copy."""
+        try:
+            return self._copy(value, depth, walk)
+        except Exception:  # a container that cannot be read cannot be shown to be safe
+            return f"<unreadable {type(value).__name__}>"
+
+    def _copy(self, value: Any, depth: int, walk: _Walk) -> Any:
         if isinstance(value, Mapping):
             items: Iterable[tuple[Any, Any]] | None = value.items()
             # orjson cannot encode other Mappings (it would send str(value)): send a dict.

@@ -16,6 +16,8 @@ from logtide_kafka._event import (
     level_name,
     make_event,
     normalize_service,
+    safe_repr,
+    safe_str,
 )
 from logtide_kafka._publish import Publisher, PublishOptions
 from logtide_kafka._routing import DEFAULT_TOPIC
@@ -77,7 +79,9 @@ class KafkaHandler(logging.Handler):
         self.service = normalize_service(service)
         self._key = self.service.encode()
         self._publisher = Publisher(
-            lambda: get_producer(bootstrap_servers, producer_config), topic, **options
+            lambda policy: get_producer(bootstrap_servers, producer_config, policy),
+            topic,
+            **options,
         )
         self._producer = self._publisher.producer
         super().__init__(level)  # registers the handler: only once nothing can fail
@@ -108,16 +112,26 @@ class KafkaHandler(logging.Handler):
         return bool(result)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith(_OWN_LOGGERS) or record.name == _OWN_LOGGER:
-            return
+        """Build the event and enqueue it; never raises.
+
+        An event that cannot be built (the handler's formatter raised, a filter left a
+        record the stdlib could not format either) is counted as ``failed`` and passed to
+        :meth:`handleError`, which prints ``--- Logging error ---`` and a traceback to
+        stderr when :data:`logging.raiseExceptions` is true, as every stdlib handler does.
+        """
         local = self._local
         if getattr(local, "busy", False):
             self.recursion_skipped += 1
             return
         local.busy = True
         try:
-            self._publisher.publish(self.to_event(record), self._key)
-        except Exception:
+            name = record.name  # a filter may have set anything here
+            if name.__class__ is not str or not (
+                name.startswith(_OWN_LOGGERS) or name == _OWN_LOGGER
+            ):
+                self._publisher.publish(self.to_event(record), self._key)
+        except Exception as exc:
+            self._producer.count_failure(exc)
             self.handleError(record)
         finally:
             local.busy = False
@@ -134,12 +148,20 @@ class KafkaHandler(logging.Handler):
             "process": record.process,
         }
         try:
-            message = self.format(record) if self.formatter else record.getMessage()
-        except (TypeError, ValueError, KeyError) as exc:
-            # ``logger.info("%s %s", x)``: keep the event, say what went wrong.
-            message = str(record.msg)
-            metadata["format_error"] = f"{type(exc).__name__}: {exc}"
-            metadata["format_args"] = repr(record.args)
+            if self.formatter is None:
+                message = record.getMessage()
+            else:
+                message = self.format(record)
+                if message.__class__ is not str:  # a custom formatter's odd return value
+                    message = safe_str(message)
+        except Exception as exc:
+            if self.formatter is not None and _message_works(record):
+                raise  # the formatter itself is broken: emit() counts it, handleError()
+            # ``logger.info("%s %s", x)``, or an argument whose __str__ raises: keep the
+            # event, say what went wrong.
+            message = safe_str(record.msg)
+            metadata["format_error"] = f"{type(exc).__name__}: {safe_str(exc)}"
+            metadata["format_args"] = safe_repr(record.args)
         attrs = record.__dict__
         if len(attrs) != _PLAIN_RECORD_LEN:
             # ``extra=`` fields follow the attributes LogRecord.__init__ sets, starting
@@ -178,3 +200,13 @@ class KafkaHandler(logging.Handler):
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
         return f"<KafkaHandler service={self.service!r} topic={self.topic!r} ({level})>"
+
+
+def _message_works(record: logging.LogRecord) -> bool:
+    """Whether ``record.getMessage()`` succeeds: tells a %-format mismatch, which the
+    formatter only passed on, from a formatter that fails on its own."""
+    try:
+        record.getMessage()
+    except Exception:
+        return False
+    return True

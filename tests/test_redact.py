@@ -130,3 +130,17 @@ def test_redaction_can_be_turned_off(dead_bootstrap: str, redact: list[str]) -> 
     handler = KafkaHandler("svc", bootstrap_servers=dead_bootstrap, redact=redact)
     record = logging.makeLogRecord({"msg": "m", "levelno": 20, "password": "visible"})
     assert handler.to_event(record)["metadata"]["password"] == "visible"
+
+
+class _Unreadable(dict[str, object]):
+    def items(self) -> Any:
+        raise RuntimeError("no")
+
+    def __iter__(self) -> Any:
+        raise RuntimeError("no")
+
+
+def test_a_container_that_cannot_be_read_is_replaced_not_raised() -> None:
+    metadata: dict[str, object] = {"odd": _Unreadable(a=1), "ok": [_Unreadable()]}
+    Redactor(DEFAULT_REDACT_KEYS).redact(metadata)
+    assert metadata == {"odd": "<unreadable _Unreadable>", "ok": ["<unreadable _Unreadable>"]}
