@@ -63,6 +63,22 @@ def _known_everywhere(kafka: LocalKafka, names: dict[str, int], timeout: float =
             time.sleep(0.1)
 
 
+def _config_everywhere(
+    kafka: LocalKafka, topic: str, expected: dict[str, str], timeout: float = 30
+) -> None:
+    """Wait until every broker reports these config values: a change, like a new topic,
+    reaches each broker on its own."""
+    deadline = time.monotonic() + timeout
+    for node in (node for node in kafka.nodes if node.running):
+        admin = admin_client(node.address)
+        while True:
+            configs = _configs(admin, topic)
+            if all(configs.get(key) == value for key, value in expected.items()):
+                break
+            assert time.monotonic() < deadline, f"broker {node.node_id}: {configs}"
+            time.sleep(0.1)
+
+
 def _shape(admin: AdminClient, topic: str) -> tuple[int, int]:
     """(partitions, replication factor) as the cluster reports them."""
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
@@ -243,7 +259,7 @@ def test_drift_is_corrected_and_partitions_are_added_never_removed(
         ],
     )
     admin.incremental_alter_configs([resource])[resource].result(timeout=10)
-    assert _configs(admin, name)["retention.ms"] == "3600000"
+    _config_everywhere(kafka3, name, {"retention.ms": "3600000"})
 
     grown = load_layout(_write(tmp_path, body.format(name=name, n=5)))
     fix = plan(admin, grown)
@@ -258,6 +274,7 @@ def test_drift_is_corrected_and_partitions_are_added_never_removed(
     assert "retention.ms 3600000 -> 86400000" in str(kinds["alter"])
     apply(admin, fix)
     _known_everywhere(kafka3, {name: 5})
+    _config_everywhere(kafka3, name, {"retention.ms": str(DAY_MS)})
     configs = _configs(admin, name)
     assert configs["retention.ms"] == str(DAY_MS)
     assert configs["segment.ms"] == "7200000"  # not the layout's business: left alone
