@@ -20,6 +20,7 @@ __all__ = [
     "ENCODE_ERRORS",
     "ENCODE_OPTIONS",
     "HOSTNAME",
+    "LEVEL_ALIASES",
     "MAX_DROPPED_NAMES",
     "MAX_SERVICE_LEN",
     "MIN_CUT",
@@ -45,10 +46,15 @@ UNKNOWN_SERVICE: Final = "unknown"
 HOSTNAME: Final = socket.gethostname()
 
 _LEVELS: Final = ((50, "critical"), (40, "error"), (30, "warn"), (20, "info"))
-_NAMED_LEVELS: Final = {
+#: Level names other loggers use (syslog, log4j, Go, Node), to LogTide's five.
+LEVEL_ALIASES: Final = {
     "debug": "debug",
     "trace": "debug",
+    "verbose": "debug",
+    "fine": "debug",
     "info": "info",
+    "information": "info",
+    "informational": "info",
     "notice": "info",
     "warn": "warn",
     "warning": "warn",
@@ -59,7 +65,9 @@ _NAMED_LEVELS: Final = {
     "crit": "critical",
     "fatal": "critical",
     "alert": "critical",
+    "emerg": "critical",
     "emergency": "critical",
+    "panic": "critical",
 }
 _HEX16: Final = re.compile(r"[0-9a-f]{16}")
 _HEX32: Final = re.compile(r"[0-9a-f]{32}")
@@ -93,12 +101,12 @@ def normalize_level(level: str | int) -> tuple[str, bool]:
     An unknown name maps to ``info`` with ``known`` false, so callers can keep the original.
     """
     if level.__class__ is str:
-        name = _NAMED_LEVELS.get(level)
+        name = LEVEL_ALIASES.get(level)
         if name is not None:  # the common case: already a lower-case name
             return name, True
     elif isinstance(level, int) and not isinstance(level, bool):
         return level_name(level), True
-    name = _NAMED_LEVELS.get(safe_str(level).strip().lower())
+    name = LEVEL_ALIASES.get(safe_str(level).strip().lower())
     if name is None:
         return "info", False
     return name, True

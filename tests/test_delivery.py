@@ -123,7 +123,7 @@ def test_send_log_delivers(kafka_bootstrap: str, topic: str, service: str) -> No
     assert logtide_kafka.send_log(
         "info", "traced", service, trace_id=TRACE, span_id=SPAN, user={"id": 1}
     )
-    assert logtide_kafka.send_log("verbose", "odd level", service)
+    assert logtide_kafka.send_log("loudest", "odd level", service)
     assert logtide_kafka.send_log(logging.CRITICAL, "", service)
     assert logtide_kafka.flush(10) == 0
     first, second, third, fourth = (e.value for e in _read(kafka_bootstrap, topic, service, 4))
@@ -131,7 +131,7 @@ def test_send_log_delivers(kafka_bootstrap: str, topic: str, service: str) -> No
     assert first["metadata"] == {"disk": "/var", "pct": 91.5, "hostname": HOSTNAME}
     assert (second["trace_id"], second["span_id"]) == (TRACE, SPAN)
     assert second["metadata"] == {"user": {"id": 1}, "hostname": HOSTNAME}
-    assert (third["level"], third["metadata"]["level_name"]) == ("info", "verbose")
+    assert (third["level"], third["metadata"]["level_name"]) == ("info", "loudest")
     assert (fourth["level"], fourth["message"]) == ("critical", "(empty message)")
     stats = logtide_kafka.stats()
     assert (stats.enqueued, stats.delivered, stats.failed) == (4, 4, 0)

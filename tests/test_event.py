@@ -55,7 +55,8 @@ def test_numeric_levels_round_down(levelno: int, expected: str) -> None:
         (" error ", ("error", True)),
         ("trace", ("debug", True)),
         (30, ("warn", True)),
-        ("verbose", ("info", False)),
+        ("verbose", ("debug", True)),
+        ("loudest", ("info", False)),
         (True, ("info", False)),
     ],
 )

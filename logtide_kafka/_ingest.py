@@ -1,0 +1,435 @@
+"""Turning Kafka messages into entries LogTide's ingest API accepts, and its validation rules.
+
+Pure functions, no I/O: the shipper (``logtide_kafka.shipper``) calls :func:`normalize` on
+every message it consumes and :func:`validate_entry` before it sends anything.
+
+LogTide validates each entry of ``POST /api/v1/ingest`` with this schema (zod, in
+``packages/shared/src/schemas/index.ts`` of LogTide): ``time`` an ISO-8601 string ending in
+``Z``; ``service`` 1-100 characters; ``level`` one of five names; ``message`` non-empty;
+``metadata`` an optional object; ``trace_id`` an optional string; ``span_id`` an optional
+string of 16 hex digits.  Optional fields may be absent but never ``null``, one bad entry
+rejects the whole request, and unknown top-level fields are silently dropped, which is why
+:func:`normalize` moves them into ``metadata``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from logtide_kafka._event import (
+    LEVEL_ALIASES,
+    MAX_SERVICE_LEN,
+    encode_event,
+    level_name,
+    safe_str,
+)
+
+__all__ = [
+    "LEVELS",
+    "MAX_BATCH",
+    "MAX_SERVICE_LEN",
+    "Source",
+    "Unshippable",
+    "encode_body",
+    "format_utc",
+    "normalize",
+    "normalize_level",
+    "parse_time",
+    "validate_entry",
+]
+
+LEVELS: Final = frozenset({"debug", "info", "warn", "error", "critical"})
+#: LogTide takes 1 to 1000 entries per request.
+MAX_BATCH: Final = 1000
+
+# The fields of a LogTide entry; anything else at the top level moves to metadata.
+_FIELDS: Final = frozenset(
+    {"time", "service", "level", "message", "metadata", "trace_id", "span_id"}
+)
+# Where older producers put each field, tried in order when the LogTide name is absent.
+_TIME_KEYS: Final = ("timestamp", "@timestamp", "ts")
+_SERVICE_KEYS: Final = ("service_name", "app")
+_LEVEL_KEYS: Final = ("severity", "levelname", "log_level")
+_MESSAGE_KEYS: Final = ("msg", "log", "event")
+
+# Syslog severities 0-7 (RFC 5424); numbers from 10 up are Python logging levels.
+_SYSLOG: Final = ("critical", "critical", "critical", "error", "warn", "info", "info", "debug")
+
+# zod's ``z.string().datetime()``: UTC only (``Z``), any number of fractional digits.
+_LOGTIDE_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+_CANONICAL_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+_SPAN_ID: Final = re.compile(r"[0-9a-fA-F]{16}")
+# What the shipper keeps as a top-level trace_id: OpenTelemetry (32 hex), 64-bit (16 hex)
+# or a UUID.  LogTide takes any string, but a trace view can only place these.
+_TRACE_ID: Final = re.compile(
+    r"[0-9a-fA-F]{32}|[0-9a-fA-F]{16}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+)
+_NUMBER: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+# Epoch magnitudes: below 1e11 is seconds (until year 5138), then ms, µs, ns.
+_EPOCH_SCALES: Final = ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6))
+_MIN_EPOCH: Final = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+_MAX_EPOCH: Final = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a message came from: its Kafka coordinates, key and timestamp."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    #: The message's Kafka timestamp in ms, None when the broker has none.
+    timestamp_ms: int | None = None
+
+    def coordinates(self) -> dict[str, Any]:
+        """``{"topic", "partition", "offset"}``, as stored in ``metadata.kafka``."""
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+class Unshippable(ValueError):
+    """A message that cannot be made into a valid LogTide entry (it goes to the DLQ)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def utf16_len(text: str) -> int:
+    """Length as JavaScript counts it (UTF-16 code units), which is what LogTide checks."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def validate_entry(entry: Any) -> str | None:
+    """Why LogTide would reject ``entry`` (decoded JSON), or None when it accepts it.
+
+    The same rules as LogTide's ingest schema: see the module docstring.
+    """
+    if not isinstance(entry, dict):
+        return f"entry is a {type(entry).__name__}, not an object"
+    time = entry.get("time")
+    if not isinstance(time, str) or not _LOGTIDE_TIME.fullmatch(time) or _bad_date(time):
+        return f"time {_short(time)} is not an ISO-8601 UTC time ending in Z"
+    service = entry.get("service")
+    if not isinstance(service, str) or not 1 <= utf16_len(service) <= MAX_SERVICE_LEN:
+        return f"service {_short(service)} is not a string of 1-100 characters"
+    if entry.get("level") not in LEVELS:
+        return f"level {_short(entry.get('level'))} is not one of {', '.join(sorted(LEVELS))}"
+    message = entry.get("message")
+    if not isinstance(message, str) or not message:
+        return f"message {_short(message)} is not a non-empty string"
+    if "metadata" in entry and not isinstance(entry["metadata"], dict):
+        return f"metadata {_short(entry['metadata'])} is not an object"
+    if "trace_id" in entry and not isinstance(entry["trace_id"], str):
+        return f"trace_id {_short(entry['trace_id'])} is not a string"
+    if "span_id" in entry and not (
+        isinstance(entry["span_id"], str) and _SPAN_ID.fullmatch(entry["span_id"])
+    ):
+        return f"span_id {_short(entry['span_id'])} is not 16 hex digits"
+    return None
+
+
+def normalize(raw: bytes | None, source: Source) -> tuple[dict[str, Any], bool]:
+    """Build the LogTide entry for one Kafka message value, or raise :class:`Unshippable`.
+
+    Returns ``(entry, converted)``; ``converted`` is false for a LogTide-native event.
+
+    LogTide-native events pass through unchanged apart from ``metadata.kafka`` (the
+    message's topic, partition and offset).  Older shapes are converted: ``timestamp``
+    (ISO-8601 with any offset, or epoch seconds/ms/µs/ns) becomes ``time`` in UTC with
+    ``Z``; level names and numbers map to LogTide's five levels; unknown top-level fields
+    move into ``metadata``.  Unshippable: a value that is not a JSON object, or that has no
+    usable message (missing, ``null`` or empty).
+    """
+    value = _decode(raw)
+    if not isinstance(value, dict):
+        raise Unshippable(f"value is {_json_type(value)}, not a JSON object")
+    fields = dict(value)
+    metadata = _take_metadata(fields)
+    moved: dict[str, Any] = {}
+
+    message = _take_message(fields)
+    time = _take_time(fields, source, moved)
+    level = _take_level(fields, moved)
+    service = _take_service(fields, source, moved)
+    entry: dict[str, Any] = {
+        "time": time,
+        "service": service,
+        "level": level,
+        "message": message,
+        "metadata": metadata,
+    }
+    _take_ids(fields, entry, moved)
+    # Whatever is left was not a LogTide field: LogTide would drop it, so keep it here.
+    moved.update(fields)
+    for key, item in moved.items():
+        _merge(metadata, key, item)
+    converted = entry != value  # one C-level comparison; before metadata.kafka is added
+    _merge(metadata, "kafka", source.coordinates())
+    problem = validate_entry(entry)
+    if problem is not None:  # not expected after the steps above; never send it regardless
+        raise Unshippable(f"still invalid after normalising: {problem}")
+    return entry, converted
+
+
+def encode_entry(entry: dict[str, Any]) -> bytes:
+    """An entry as JSON bytes (never raises: odd values are repaired, see ``_event``)."""
+    return encode_event(entry)[0]
+
+
+def encode_body(entries: Sequence[bytes]) -> bytes:
+    """The request body ``{"logs": [...]}`` from already encoded entries."""
+    return b'{"logs":[' + b",".join(entries) + b"]}"
+
+
+def body_size(entry_sizes: int, count: int) -> int:
+    """Size in bytes of the body :func:`encode_body` makes from ``count`` entries."""
+    return 11 + entry_sizes + max(0, count - 1)
+
+
+def normalize_level(level: object) -> str | None:
+    """A LogTide level for a level name or number, None when it cannot be mapped.
+
+    Names are case-insensitive with the usual aliases (``WARNING``, ``fatal``, ``err``…).
+    Integers 0-7 are syslog severities (0 emergency … 7 debug); from 10 up, Python logging
+    levels rounded down (``40`` error, ``50`` critical).  Numeric strings count as numbers.
+    """
+    if isinstance(level, str):
+        text = level.strip().lower()
+        name = LEVEL_ALIASES.get(text)
+        if name is not None or not _NUMBER.fullmatch(text):
+            return name
+        level = float(text)
+    if isinstance(level, bool) or not isinstance(level, (int, float)):
+        return None
+    if isinstance(level, float):
+        if not math.isfinite(level) or level != int(level):
+            return None
+        level = int(level)
+    if 0 <= level < len(_SYSLOG):
+        return _SYSLOG[level]
+    if level < 0:
+        return None
+    return level_name(level)
+
+
+def parse_time(value: object) -> datetime | None:
+    """A UTC datetime for an ISO-8601 time with an offset or an epoch number, else None.
+
+    Epoch numbers (or numeric strings) are told apart by magnitude: below 1e11 seconds,
+    then milliseconds, microseconds, nanoseconds.  An ISO time without an offset returns
+    None: it may be UTC or local time, and guessing would shift it by hours.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if _NUMBER.fullmatch(text):
+            return _from_epoch(float(text))
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return _from_epoch(float(value))
+
+
+def format_utc(moment: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` (milliseconds truncated), the library's time format."""
+    m = moment.astimezone(UTC)
+    # Not strftime: %Y does not zero-pad years below 1000 on glibc.
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{m.microsecond // 1000:03d}Z"
+    )
+
+
+# -- the steps of normalize ---------------------------------------------------------------
+
+
+def _decode(raw: bytes | None) -> Any:
+    if raw is None:
+        raise Unshippable("value is empty (a null Kafka message value)")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        first = str(exc)
+    # orjson refuses escaped lone surrogates ("\ud800"), which JSON allows and the encoder
+    # repairs; it is the only case worth a second parser.  NaN and Infinity stay errors.
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise Unshippable(f"value is not JSON: {first}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _take_metadata(fields: dict[str, Any]) -> dict[str, Any]:
+    metadata = fields.pop("metadata", None)
+    if isinstance(metadata, dict):
+        return dict(metadata)
+    if metadata is None:  # absent, or null, which LogTide rejects: nothing to keep
+        return {}
+    return {"original_metadata": metadata}
+
+
+def _take_message(fields: dict[str, Any]) -> str:
+    if "message" in fields:
+        message = fields.pop("message")
+    else:
+        for key in _MESSAGE_KEYS:
+            # An alias counts only as a string: a structured ``event`` stays metadata.
+            if isinstance(fields.get(key), str) and fields[key]:
+                message = fields.pop(key)
+                break
+        else:
+            raise Unshippable("no message (no message, msg, log or event field)")
+    if message is None:
+        raise Unshippable("message is null")
+    if isinstance(message, (dict, list)):
+        message = orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS).decode()
+    elif not isinstance(message, str):
+        message = safe_str(message)
+    if not message:
+        raise Unshippable("message is empty")
+    return message
+
+
+def _take_time(fields: dict[str, Any], source: Source, moved: dict[str, Any]) -> str:
+    key = "time" if "time" in fields else next((k for k in _TIME_KEYS if k in fields), None)
+    if key is not None:
+        value = fields.pop(key)
+        if isinstance(value, str) and _CANONICAL_TIME.fullmatch(value) and not _bad_date(value):
+            return value  # the producer's own format: the common case, as it is
+        parsed = parse_time(value)
+        if parsed is not None:
+            return format_utc(parsed)
+        moved["original_time"] = value  # kept, not guessed
+    if source.timestamp_ms is not None and source.timestamp_ms > 0:
+        return format_utc(datetime.fromtimestamp(source.timestamp_ms / 1000, UTC))
+    return format_utc(datetime.now(UTC))
+
+
+def _take_level(fields: dict[str, Any], moved: dict[str, Any]) -> str:
+    key = "level" if "level" in fields else next((k for k in _LEVEL_KEYS if k in fields), None)
+    if key is None:
+        return "info"
+    value = fields.pop(key)
+    level = normalize_level(value)
+    if level is None:
+        moved["original_level"] = value
+        return "info"
+    return level
+
+
+def _take_service(fields: dict[str, Any], source: Source, moved: dict[str, Any]) -> str:
+    key = next((k for k in ("service", *_SERVICE_KEYS) if k in fields), None)
+    value: Any = fields.pop(key) if key is not None else None
+    text = "" if value is None else value.strip() if isinstance(value, str) else safe_str(value)
+    if not text:
+        if value is not None and value != "":
+            moved["original_service"] = value
+        # The library keys every message by its service: the next best name.
+        text = source.key.decode("utf-8", "replace").strip() if source.key else ""
+        if not text:
+            return "unknown"
+    if utf16_len(text) > MAX_SERVICE_LEN:
+        moved["original_service"] = value
+        text = _cut_utf16(text, MAX_SERVICE_LEN)
+    return text
+
+
+def _take_ids(fields: dict[str, Any], entry: dict[str, Any], moved: dict[str, Any]) -> None:
+    trace_id = fields.pop("trace_id", None)
+    if isinstance(trace_id, str) and _TRACE_ID.fullmatch(trace_id):
+        entry["trace_id"] = trace_id
+    elif trace_id is not None:
+        moved["trace_id"] = trace_id
+    span_id = fields.pop("span_id", None)
+    if isinstance(span_id, str) and _SPAN_ID.fullmatch(span_id):
+        entry["span_id"] = span_id
+    elif span_id is not None:
+        moved["span_id"] = span_id
+
+
+def _merge(metadata: dict[str, Any], key: str, value: Any) -> None:
+    """Add ``key`` to metadata; on a clash keep both, the older value under ``shadowed``."""
+    if key not in metadata:
+        metadata[key] = value
+        return
+    if metadata[key] == value:
+        return
+    shadowed = metadata.get("shadowed")
+    if not isinstance(shadowed, dict):
+        shadowed = {} if shadowed is None else {"shadowed": shadowed}
+        metadata["shadowed"] = shadowed
+    if key == "kafka":  # the coordinates win: they are what the DLQ and dedup rely on
+        shadowed[key] = metadata[key]
+        metadata[key] = value
+    else:
+        shadowed[key] = value
+
+
+# -- small helpers ------------------------------------------------------------------------
+
+
+def _from_epoch(number: float) -> datetime | None:
+    if not math.isfinite(number):
+        return None
+    per_second = next((scale for limit, scale in _EPOCH_SCALES if abs(number) < limit), 1e9)
+    seconds = number / per_second
+    if not _MIN_EPOCH <= seconds <= _MAX_EPOCH:
+        return None
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _bad_date(text: str) -> bool:
+    """True for a well-shaped time that is no date (``2025-02-30``, hour 25…)."""
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return True
+    return False
+
+
+def _cut_utf16(text: str, limit: int) -> str:
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return text[:index]
+    return text
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

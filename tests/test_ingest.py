@@ -1,0 +1,442 @@
+"""Normalising Kafka messages into LogTide entries, and LogTide's validation rules (no broker)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from logtide_server import entry_problem
+
+from logtide_kafka._ingest import (
+    Source,
+    Unshippable,
+    body_size,
+    encode_body,
+    encode_entry,
+    normalize,
+    normalize_level,
+    parse_time,
+    validate_entry,
+)
+
+SOURCE = Source("logs.application", 2, 41, b"checkout", 1_700_000_000_123)
+KAFKA = {"topic": "logs.application", "partition": 2, "offset": 41}
+NATIVE: dict[str, Any] = {
+    "time": "2025-11-25T08:30:03.214Z",
+    "service": "checkout",
+    "level": "error",
+    "message": "payment failed",
+    "metadata": {"hostname": "web-3", "order_id": "A-1042"},
+    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+    "span_id": "00f067aa0ba902b7",
+}
+
+
+def run(value: Any, source: Source = SOURCE) -> dict[str, Any]:
+    """Normalise a JSON value; the result must also satisfy the test server's rules."""
+    entry, _ = normalize(orjson.dumps(value), source)
+    assert entry_problem(entry) is None, entry
+    assert validate_entry(entry) is None
+    return entry
+
+
+# -- LogTide-native events ----------------------------------------------------------------
+
+
+def test_native_event_passes_unchanged_but_for_kafka_coordinates() -> None:
+    entry, converted = normalize(orjson.dumps(NATIVE), SOURCE)
+    assert converted is False
+    expected = {**NATIVE, "metadata": {**NATIVE["metadata"], "kafka": KAFKA}}
+    assert entry == expected
+    assert list(entry) == list(NATIVE)
+
+
+def test_older_producer_message_is_converted() -> None:
+    old = {
+        "timestamp": "2025-11-25T10:30:03.5+02:00",
+        "hostname": "web-1",
+        "service": "billing",
+        "level": "WARNING",
+        "message": "disk 91% full",
+        "logger": "app.disk",
+    }
+    entry, converted = normalize(orjson.dumps(old), SOURCE)
+    assert converted is True
+    assert entry == {
+        "time": "2025-11-25T08:30:03.500Z",
+        "service": "billing",
+        "level": "warn",
+        "message": "disk 91% full",
+        "metadata": {"hostname": "web-1", "logger": "app.disk", "kafka": KAFKA},
+    }
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        ("warning", "warn"),
+        ("WARNING", "warn"),
+        ("Warn", "warn"),
+        ("fatal", "critical"),
+        ("CRITICAL", "critical"),
+        ("err", "error"),
+        ("exception", "error"),
+        ("notice", "info"),
+        ("information", "info"),
+        ("trace", "debug"),
+        ("verbose", "debug"),
+        ("emerg", "critical"),
+        (" info ", "info"),
+        (10, "debug"),
+        (20, "info"),
+        (30, "warn"),
+        (35, "warn"),
+        (40, "error"),
+        (50, "critical"),
+        (60, "critical"),
+        (40.0, "error"),
+        ("40", "error"),
+        (0, "critical"),  # syslog emergency
+        (3, "error"),  # syslog err
+        (4, "warn"),
+        (6, "info"),
+        (7, "debug"),
+        (9, "debug"),
+    ],
+)
+def test_level_aliases_and_numbers(level: object, expected: str) -> None:
+    assert normalize_level(level) == expected
+    entry = run({"message": "m", "level": level})
+    assert entry["level"] == expected
+    assert "original_level" not in entry["metadata"]
+
+
+@pytest.mark.parametrize("level", ["loud", "", -1, 40.5, True, None, [], {"x": 1}, "nan"])
+def test_unknown_level_becomes_info_and_the_original_is_kept(level: object) -> None:
+    assert normalize_level(level) is None
+    entry = run({"message": "m", "level": level})
+    assert entry["level"] == "info"
+    assert entry["metadata"]["original_level"] == level
+
+
+def test_level_aliases_for_the_field_name() -> None:
+    assert run({"message": "m", "severity": "ERROR"})["level"] == "error"
+    assert run({"message": "m", "levelname": "WARNING"})["level"] == "warn"
+    assert run({"message": "m"})["level"] == "info"
+
+
+# -- time -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1_700_000_000, "2023-11-14T22:13:20.000Z"),
+        (1_700_000_000.5, "2023-11-14T22:13:20.500Z"),
+        (1_700_000_000_123, "2023-11-14T22:13:20.123Z"),
+        (1_700_000_000_123_456, "2023-11-14T22:13:20.123Z"),
+        (1_700_000_000_123_456_789, "2023-11-14T22:13:20.123Z"),
+        ("1700000000", "2023-11-14T22:13:20.000Z"),
+        ("1700000000123", "2023-11-14T22:13:20.123Z"),
+        (0, "1970-01-01T00:00:00.000Z"),
+        ("2025-11-25T08:30:03Z", "2025-11-25T08:30:03.000Z"),
+        ("2025-11-25T08:30:03.123456Z", "2025-11-25T08:30:03.123Z"),
+        ("2025-11-25T08:30:03.9999999Z", "2025-11-25T08:30:03.999Z"),
+        ("2025-11-25T09:30:03.214+01:00", "2025-11-25T08:30:03.214Z"),
+        ("2025-11-25T03:30:03.214-05:00", "2025-11-25T08:30:03.214Z"),
+        ("2025-11-25T08:30:03.214+00:00", "2025-11-25T08:30:03.214Z"),
+        ("2025-11-25 08:30:03.214+00:00", "2025-11-25T08:30:03.214Z"),
+        ("2025-11-26T00:30:00+14:00", "2025-11-25T10:30:00.000Z"),
+        ("2024-02-29T23:59:59.999Z", "2024-02-29T23:59:59.999Z"),
+    ],
+)
+def test_time_formats_become_utc_with_z(value: object, expected: str) -> None:
+    assert run({"message": "m", "timestamp": value})["time"] == expected
+    assert run({"message": "m", "time": value})["time"] == expected
+
+
+def test_canonical_time_is_kept_as_is() -> None:
+    assert run({"message": "m", "time": "0999-01-02T03:04:05.006Z"})["time"] == (
+        "0999-01-02T03:04:05.006Z"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2025-11-25T08:30:03",  # no offset: UTC or local? not guessed
+        "2025-11-25 08:30:03.214",
+        "yesterday",
+        "2025-02-30T00:00:00Z",
+        "2025-13-01T00:00:00Z",
+        float("inf"),
+        1e30,
+        -1e30,
+        None,
+        True,
+        [],
+    ],
+)
+def test_time_that_cannot_be_used_falls_back_to_the_kafka_timestamp(value: object) -> None:
+    raw = orjson.dumps({"message": "m", "time": value})
+    entry, converted = normalize(raw, SOURCE)
+    assert converted is True
+    assert entry["time"] == "2023-11-14T22:13:20.123Z"  # SOURCE.timestamp_ms
+    # orjson writes inf as null: the kept original is what the message held.
+    assert entry["metadata"]["original_time"] == orjson.loads(raw)["time"]
+
+
+def test_missing_time_uses_the_kafka_timestamp_then_now() -> None:
+    assert run({"message": "m"})["time"] == "2023-11-14T22:13:20.123Z"
+    before = time.time()
+    entry = run({"message": "m"}, Source("t", 0, 0, None, None))
+    stamp = datetime.fromisoformat(entry["time"]).timestamp()
+    assert before - 1 <= stamp <= time.time() + 1
+    assert "original_time" not in entry["metadata"]
+
+
+def test_parse_time_rejects_naive_and_accepts_offsets() -> None:
+    assert parse_time("2025-11-25T08:30:03") is None
+    assert parse_time("2025-11-25T08:30:03+00:00") == datetime(2025, 11, 25, 8, 30, 3, tzinfo=UTC)
+    assert parse_time("nope") is None
+    assert parse_time(False) is None
+
+
+# -- metadata -----------------------------------------------------------------------------
+
+
+def test_top_level_fields_move_into_metadata_without_overwriting_it() -> None:
+    entry = run(
+        {
+            "message": "m",
+            "hostname": "top-host",
+            "pid": 12,
+            "metadata": {"hostname": "meta-host", "user": "u1"},
+        }
+    )
+    assert entry["metadata"] == {
+        "hostname": "meta-host",
+        "user": "u1",
+        "pid": 12,
+        "shadowed": {"hostname": "top-host"},
+        "kafka": KAFKA,
+    }
+
+
+def test_same_value_at_both_levels_is_not_shadowed() -> None:
+    entry = run({"message": "m", "hostname": "h", "metadata": {"hostname": "h"}})
+    assert entry["metadata"] == {"hostname": "h", "kafka": KAFKA}
+
+
+def test_kafka_coordinates_win_over_a_metadata_kafka_key() -> None:
+    entry = run({"message": "m", "metadata": {"kafka": {"cluster": "eu-1"}}})
+    assert entry["metadata"]["kafka"] == KAFKA
+    assert entry["metadata"]["shadowed"] == {"kafka": {"cluster": "eu-1"}}
+
+
+@pytest.mark.parametrize("metadata", [[1, 2], "text", 5, False])
+def test_metadata_that_is_not_an_object_is_kept_inside_one(metadata: object) -> None:
+    entry = run({"message": "m", "metadata": metadata})
+    assert entry["metadata"] == {"original_metadata": metadata, "kafka": KAFKA}
+
+
+def test_null_metadata_becomes_an_object() -> None:
+    assert run({"message": "m", "metadata": None})["metadata"] == {"kafka": KAFKA}
+
+
+# -- service ------------------------------------------------------------------------------
+
+
+def test_service_falls_back_to_the_message_key_then_unknown() -> None:
+    assert run({"message": "m"})["service"] == "checkout"
+    assert run({"message": "m", "service": "  "})["service"] == "checkout"
+    assert run({"message": "m"}, Source("t", 0, 0, None, None))["service"] == "unknown"
+    assert run({"message": "m", "service_name": "api"})["service"] == "api"
+    assert run({"message": "m", "service": 42})["service"] == "42"
+
+
+def test_long_service_is_cut_to_100_utf16_units_and_kept() -> None:
+    entry = run({"message": "m", "service": "s" * 150})
+    assert entry["service"] == "s" * 100
+    assert entry["metadata"]["original_service"] == "s" * 150
+    # An emoji is two UTF-16 units: LogTide (JavaScript) counts 100 of them as 200.
+    entry = run({"message": "m", "service": "\U0001f600" * 60})
+    assert entry["service"] == "\U0001f600" * 50
+    assert run({"message": "m", "service": "é" * 100})["service"] == "é" * 100
+
+
+# -- message ------------------------------------------------------------------------------
+
+
+def test_message_aliases_and_non_string_messages() -> None:
+    assert run({"msg": "from msg"})["message"] == "from msg"
+    assert run({"log": "from log"})["message"] == "from log"
+    assert run({"event": "structlog event"})["message"] == "structlog event"
+    assert run({"message": 5})["message"] == "5"
+    assert run({"message": False})["message"] == "False"
+    assert run({"message": {"a": 1}})["message"] == '{"a":1}'
+    assert run({"message": "   "})["message"] == "   "  # LogTide takes it: min length 1
+
+
+def test_structured_event_alias_is_metadata_not_a_message() -> None:
+    with pytest.raises(Unshippable, match="no message"):
+        normalize(orjson.dumps({"event": {"type": "click"}}), SOURCE)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (b'{"message": NaN}', "not JSON"),
+        (b'{"message": "m"', "not JSON"),
+        (b"", "not JSON"),
+        (None, "null Kafka message value"),
+        (b"[1, 2]", "an array, not a JSON object"),
+        (b'"text"', "a string, not a JSON object"),
+        (b"42", "a number, not a JSON object"),
+        (b"null", "null, not a JSON object"),
+        (b"true", "a boolean, not a JSON object"),
+        (b'{"message": ""}', "message is empty"),
+        (b'{"message": null}', "message is null"),
+        (b'{"level": "info"}', "no message"),
+        (b'{"msg": ""}', "no message"),
+    ],
+)
+def test_unshippable_messages_say_why(raw: bytes | None, reason: str) -> None:
+    with pytest.raises(Unshippable) as caught:
+        normalize(raw, SOURCE)
+    assert reason in caught.value.reason
+
+
+def test_lone_surrogate_is_repaired_not_rejected() -> None:
+    entry, _ = normalize(b'{"message": "bad \\ud800 text"}', SOURCE)
+    decoded = orjson.loads(encode_entry(entry))
+    assert decoded["message"] == "bad \ufffd text"
+
+
+# -- trace and span ids ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "trace_id",
+    [
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "4BF92F3577B34DA6A3CE929D0E0E4736",
+        "a3ce929d0e0e4736",
+        "4bf92f35-77b3-4da6-a3ce-929d0e0e4736",
+    ],
+)
+def test_usable_trace_ids_stay_top_level(trace_id: str) -> None:
+    assert run({"message": "m", "trace_id": trace_id})["trace_id"] == trace_id
+
+
+@pytest.mark.parametrize("trace_id", ["req-7f3a", "", 12, "4bf92f3577b34da6a3ce929d0e0e473"])
+def test_other_trace_ids_move_to_metadata(trace_id: object) -> None:
+    entry = run({"message": "m", "trace_id": trace_id})
+    assert "trace_id" not in entry
+    assert entry["metadata"]["trace_id"] == trace_id
+
+
+def test_span_id_rules() -> None:
+    assert run({"message": "m", "span_id": "00F067AA0BA902B7"})["span_id"] == "00F067AA0BA902B7"
+    entry = run({"message": "m", "span_id": "00f067aa0ba902b"})
+    assert "span_id" not in entry
+    assert entry["metadata"]["span_id"] == "00f067aa0ba902b"
+
+
+def test_null_ids_are_dropped_never_sent_as_null() -> None:
+    entry = run({"message": "m", "trace_id": None, "span_id": None})
+    assert "trace_id" not in entry
+    assert "span_id" not in entry
+    assert "trace_id" not in entry["metadata"]
+
+
+# -- LogTide's validation rules -----------------------------------------------------------
+
+
+def valid(**changes: Any) -> dict[str, Any]:
+    entry = {**NATIVE, **changes}
+    return {key: value for key, value in entry.items() if value is not ...}
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        (valid(), None),
+        (valid(metadata=..., trace_id=..., span_id=...), None),
+        (valid(metadata=None), "metadata"),
+        (valid(metadata=[]), "metadata"),
+        (valid(trace_id=None), "trace_id"),
+        (valid(trace_id="anything goes"), None),
+        (valid(span_id=None), "span_id"),
+        (valid(span_id="00f067aa0ba902b"), "span_id"),
+        (valid(span_id="00F067AA0BA902B7"), None),
+        (valid(span_id="00f067aa0ba902bz"), "span_id"),
+        (valid(service=""), "service"),
+        (valid(service="s" * 100), None),
+        (valid(service="s" * 101), "service"),
+        (valid(service="\U0001f600" * 51), "service"),
+        (valid(service=None), "service"),
+        (valid(level="warning"), "level"),
+        (valid(level="INFO"), "level"),
+        (valid(level=None), "level"),
+        (valid(message=""), "message"),
+        (valid(message=None), "message"),
+        (valid(message=3), "message"),
+        (valid(time="2025-11-25T08:30:03.214+00:00"), "time"),
+        (valid(time="2025-11-25T08:30:03.214"), "time"),
+        (valid(time="2025-11-25T08:30:03Z"), None),
+        (valid(time="2025-11-25T08:30:03.1234567Z"), None),
+        (valid(time="2025-02-30T08:30:03Z"), "time"),
+        (valid(time="2025-11-25 08:30:03Z"), "time"),
+        (valid(time=1_700_000_000), "time"),
+        (valid(time=...), "time"),
+        ([], "not an object"),
+    ],
+)
+def test_validate_entry_matches_logtide(entry: Any, problem: str | None) -> None:
+    found = validate_entry(entry)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found
+    # The test server's independent copy of the rules agrees on the verdict.
+    assert (entry_problem(entry) is None) == (found is None)
+
+
+def test_body_is_the_logs_array_and_its_size_is_exact() -> None:
+    encoded = [encode_entry(NATIVE), encode_entry({**NATIVE, "message": "second"})]
+    body = encode_body(encoded)
+    assert orjson.loads(body) == {"logs": [NATIVE, {**NATIVE, "message": "second"}]}
+    assert body_size(sum(map(len, encoded)), len(encoded)) == len(body)
+    assert body_size(len(encoded[0]), 1) == len(encode_body(encoded[:1]))
+
+
+WEIRD: list[bytes] = [
+    orjson.dumps(value)
+    for value in (
+        {"message": "m", "time": "2025-11-25T08:30:03.214Z", "level": "info", "service": "x"},
+        {"message": "m", "metadata": {"nested": {"deep": [1, {"a": None}]}}},
+        {"message": "m", "time": 1e12, "level": 45, "service": "x" * 300},
+        {"message": "m", "ts": "2025-11-25T08:30:03.214-03:30", "app": "legacy"},
+        {"message": "m", "level": {"name": "warn"}, "service": ["a"]},
+        {"message": "m", "trace_id": "0" * 32, "span_id": "1" * 16, "extra": None},
+        {"message": "m", "span_id": "1" * 16},
+        {"message": ["a", "b"], "@timestamp": "2025-11-25T08:30:03.214Z"},
+        {"message": "m", "time": "2025-11-25T08:30:03.214Z", "timestamp": 5},
+        {"message": "m", "shadowed": 1, "hostname": "a", "metadata": {"hostname": "b"}},
+    )
+]
+
+
+@pytest.mark.parametrize("raw", WEIRD)
+def test_every_normalised_entry_is_valid_for_logtide(raw: bytes) -> None:
+    entry, _ = normalize(raw, SOURCE)
+    decoded = orjson.loads(encode_entry(entry))
+    assert entry_problem(decoded) is None
+    assert decoded["metadata"]["kafka"] == KAFKA
