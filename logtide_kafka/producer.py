@@ -421,10 +421,11 @@ class LogProducer:
     def _poll_loop(self) -> None:
         producer, stop, spool = self._producer, self._stop, self._spool
         while not stop.is_set():
-            # While the spool holds events, come back quickly to move the next chunk.
+            # While the spool holds events and the queue has room, come back quickly to move
+            # the next chunk; during an outage (no room) the usual pace will do.
             busy = spool is not None and spool.pending > 0
             try:
-                producer.poll(0.01 if busy else 0.2)
+                producer.poll(0.01 if busy and len(producer) < self._replay_room else 0.2)
             except Exception as exc:  # a user callback raised; keep serving
                 with self._lock:
                     self._last_error = _describe(exc)
