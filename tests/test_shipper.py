@@ -472,8 +472,12 @@ def test_partitions_revoked_while_retrying_are_abandoned_and_shipped_by_the_new_
 ) -> None:
     server.script(server_error(503), times=24)  # several seconds of outage
     expected: set[Coordinates] = set()
+    # Every partition holds events, so whichever partitions the second shipper is given,
+    # it has some to ship (with one key they would all sit in one partition per topic).
     for topic in topics:
-        expected |= set(produce(kafka_bootstrap, topic, [native("s", f"e{i}") for i in range(150)]))
+        for partition in range(3):
+            values = [native("s", f"e{partition}-{i}") for i in range(50)]
+            expected |= set(produce(kafka_bootstrap, topic, values, partition=partition))
     shipper_config = config(kafka_bootstrap, server, topics)
     with Running(shipper_config) as first:
         assert server.wait_for(lambda s: len(s.requests) >= 2, 30)  # first is retrying
