@@ -110,7 +110,9 @@ def test_a_broker_that_is_down_at_start_gets_everything_in_order(
         started = time.perf_counter()
         log.info("event", extra={"seq": seq})
         slowest = max(slowest, time.perf_counter() - started)
-    assert slowest < 0.05, f"an emit took {slowest * 1000:.1f} ms"
+    # Never waits on the broker (that would be seconds); the bound leaves room for a
+    # preempted thread on a busy machine.
+    assert slowest < 0.25, f"an emit took {slowest * 1000:.1f} ms"
     assert handler.stats().spooled > 2000
     try:
         kafka.start()
