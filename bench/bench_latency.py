@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import confluent_kafka
+from _common import NoopHandler, bench_logger
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
@@ -81,13 +82,6 @@ UP_CLOSE: Final = 60.0
 _QUIET = logging.getLogger("bench.client")
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
-
-
-class NoopHandler(logging.Handler):
-    """The floor: a stdlib handler whose emit does nothing."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -174,14 +168,6 @@ def summarize(
     )
 
 
-def _logger(name: str, handler: logging.Handler) -> logging.Logger:
-    logger = logging.getLogger(name)
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return logger
-
-
 def dead_address() -> str:
     """A local port nothing listens on (bound, then released)."""
     with socket.socket() as sock:
@@ -218,7 +204,7 @@ def make_handler(
 def run_cell(cell: Cell, up: str, dead: str, topic: str, block_timeout: float) -> Sample:
     """Measure one cell with a fresh handler; close it (and remove its spool) after."""
     if cell.policy is None:
-        logger = _logger("bench.latency.floor", NoopHandler())
+        logger = bench_logger("bench.latency.floor", NoopHandler())
         untimed_calls(logger, cell.warmup)
         return Sample(*summarize(*timed_calls(logger, cell.events)))
     down = cell.state == "down"
@@ -232,7 +218,7 @@ def run_cell(cell: Cell, up: str, dead: str, topic: str, block_timeout: float) -
         spool_dir=spool_dir,
         block_timeout=block_timeout,
     )
-    logger = _logger(f"bench.latency.{cell.policy}.{cell.state}", handler)
+    logger = bench_logger(f"bench.latency.{cell.policy}.{cell.state}", handler)
     producer = handler.producer
     try:
         untimed_calls(logger, cell.warmup)
@@ -277,7 +263,7 @@ def rss_child(policy: OnFull, dead: str, events: int) -> int:
         spool_dir=spool_dir,
         block_timeout=0.1,
     )
-    logger = _logger("bench.latency.rss", handler)
+    logger = bench_logger("bench.latency.rss", handler)
     producer = handler.producer
     try:
         untimed_calls(logger, 1000)  # the client's threads and buffers exist before "before"

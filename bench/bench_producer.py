@@ -48,6 +48,7 @@ from typing import Any, Final
 import confluent_kafka
 import orjson
 import structlog
+from _common import NoopHandler, bench_logger
 from confluent_kafka import (
     Consumer,
     KafkaError,
@@ -110,24 +111,11 @@ class BenchPath:
         return Counters()
 
 
-class NoopHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        pass
-
-
-def _logger(name: str, handler: logging.Handler) -> logging.Logger:
-    logger = logging.getLogger(name)
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return logger
-
-
 class NoopPath(BenchPath):
     name, label = "noop", "stdlib logger, no-op handler"
 
     def __init__(self) -> None:
-        self.logger = _logger("bench.noop", NoopHandler())
+        self.logger = bench_logger("bench.noop", NoopHandler())
 
     def loop(self, n: int) -> None:
         info = self.logger.info
@@ -143,7 +131,7 @@ class HandlerPath(BenchPath):
         self.handler = KafkaHandler(
             SERVICE, topic=topic, bootstrap_servers=bootstrap, producer_config=PRODUCER_OVERRIDES
         )
-        self.logger = _logger("bench.kafka", self.handler)
+        self.logger = bench_logger("bench.kafka", self.handler)
 
     def loop(self, n: int) -> None:
         info = self.logger.info
