@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-latency kafka clean
+.PHONY: demo test lint typecheck unit bench bench-latency bench-shipper kafka clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(STAMP)
 ## App-thread latency per backpressure policy, broker up and down; RSS during an outage.
 bench-latency: $(STAMP)
 	$(BIN)/python bench/bench_latency.py
+
+## Shipper throughput from Kafka into a local LogTide-compatible server.
+bench-shipper: $(STAMP)
+	$(BIN)/python bench/bench_shipper.py
 
 ## Run a local broker until Ctrl-C.
 kafka: $(STAMP)
