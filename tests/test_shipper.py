@@ -201,6 +201,13 @@ class Running:
         self._thread.join(timeout)
         return self.code
 
+    def metrics_when(self, name: str, at_least: int, timeout: float = 20) -> dict[str, Any]:
+        """The shipper's metrics once ``name`` reaches ``at_least`` (or at ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while self.shipper.metrics()[name] < at_least and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.shipper.metrics()
+
     def __exit__(self, *exc: object) -> None:
         if self._thread.is_alive():
             self.stop()
@@ -568,10 +575,7 @@ def test_400_is_bisected_and_200_rejections_are_dead_lettered(
         shipper_config = config(kafka_bootstrap, server, topics, batch_max_wait=1.0)
         with Running(shipper_config) as running:
             assert server.wait_for(lambda s: len(s.entries) >= 38, 60)
-            deadline = time.monotonic() + 20
-            while running.shipper.metrics()["dead_lettered"] < 2 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            metrics = running.shipper.metrics()
+            metrics = running.metrics_when("dead_lettered", 2)
             assert running.stop() == EXIT_OK
         statuses = [request.status for request in server.requests]
     counts = server.messages()
@@ -605,10 +609,7 @@ def test_413_splits_the_batch_and_dead_letters_an_entry_too_large_alone(
         shipper_config = config(kafka_bootstrap, server, topics, batch_max_wait=1.0)
         with Running(shipper_config) as running:
             assert server.wait_for(lambda s: len(s.entries) >= 59, 60)
-            deadline = time.monotonic() + 20
-            while running.shipper.metrics()["dead_lettered"] < 1 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            metrics = running.shipper.metrics()
+            metrics = running.metrics_when("dead_lettered", 1)
             assert running.stop() == EXIT_OK
         requests = server.requests
     assert sum(1 for r in requests if r.status == 413) >= 3
