@@ -11,6 +11,8 @@ from typing import Any, Final
 
 import orjson
 
+from logtide_kafka._threads import start_daemon
+
 __all__ = ["COUNTERS", "MetricsServer", "ShipperMetrics"]
 
 #: Counter name -> Prometheus help text.  Names are the keys of the JSON snapshot.
@@ -118,10 +120,7 @@ class MetricsServer:
     def __init__(self, metrics: ShipperMetrics, port: int, host: str = "0.0.0.0") -> None:
         self._httpd = http.server.ThreadingHTTPServer((host, port), _handler(metrics))
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="logtide-shipper-metrics", daemon=True
-        )
-        self._thread.start()
+        self._thread = start_daemon(self._httpd.serve_forever, "logtide-shipper-metrics")
 
     @property
     def port(self) -> int:

@@ -33,6 +33,7 @@ from logtide_kafka._event import (
 )
 from logtide_kafka._policy import DEFAULT_POLICY, DeliveryPolicy
 from logtide_kafka._spool import Spool, SpoolLocked
+from logtide_kafka._threads import start_daemon
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -218,10 +219,7 @@ class LogProducer:
         self._usable = True
         self._forked = False
         self._stop = threading.Event()
-        self._poller = threading.Thread(
-            target=self._poll_loop, name="logtide-kafka-poller", daemon=True
-        )
-        self._poller.start()
+        self._poller = start_daemon(self._poll_loop, "logtide-kafka-poller")
 
     def __repr__(self) -> str:
         servers = self._config.get("bootstrap.servers")
