@@ -9,8 +9,14 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 
-from logtide_kafka.testing import LocalKafka, kafka_classpath
+import pytest
+
+from logtide_kafka.testing import LocalKafka, _cluster, kafka_classpath
+
+# 0xF8 puts "-" (index 62 of the URL-safe alphabet) first in the base64 form.
+_DASH_FIRST = uuid.UUID(bytes=b"\xf8" + bytes(15))
 
 
 def _alive(pid: int) -> bool:
@@ -65,3 +71,24 @@ def test_a_killed_owner_takes_its_brokers_with_it() -> None:
         time.sleep(0.1)
     shutil.rmtree(workdir, ignore_errors=True)
     assert not _alive(jvm), f"JVM {jvm} outlived the process that started it"
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    draws = iter([_DASH_FIRST, _DASH_FIRST, uuid.UUID(int=1)])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    cluster_id = _cluster.new_cluster_id()
+    assert cluster_id == "AAAAAAAAAAAAAAAAAAAAAQ"
+    assert next(draws, None) is None, "both dash-first ids should have been drawn and refused"
+
+
+@pytest.mark.kafka
+def test_a_broker_formats_and_starts_with_a_dash_first_cluster_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What failed about once in 64 runs: `format -t -...` read the id as an option.
+    dash_id = "-" + "A" * 21
+    monkeypatch.setattr(_cluster, "new_cluster_id", lambda: dash_id)
+    with LocalKafka(1) as kafka:
+        admin = kafka.admin()
+        meta = admin.describe_cluster().result(timeout=30)
+        assert meta.cluster_id == dash_id

@@ -56,6 +56,18 @@ _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id, as Kafka's own ``Uuid.randomUuid`` makes it.
+
+    Kafka's ids are 22 characters of URL-safe base64 and never start with ``-`` (a tool
+    would read such an id as an option); about 1 in 64 random UUIDs would, so draw again.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 @dataclass
 class BrokerNode:
     """One combined broker/controller process of a :class:`LocalKafka` cluster."""
@@ -170,7 +182,7 @@ class LocalKafka:
         self._classpath = kafka_classpath(self.version)
         if self.security is not None and self.tls is None:
             self.tls = make_tls_files(self.workdir / "tls")
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         for node in self.nodes:
             self._write_config(node)
             self._format(node, cluster_id)
@@ -401,8 +413,8 @@ class LocalKafka:
             node,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            # One argument, so an id that starts with "-" can never be read as an option.
+            f"--cluster-id={cluster_id}",
             "-c",
             str(node.directory / "server.properties"),
             *(scram_format_args(self.security) if self.security else ()),
