@@ -11,7 +11,6 @@ Needs the ``ship`` extra (httpx); nothing else in ``logtide_kafka`` imports this
 from __future__ import annotations
 
 import collections
-import email.utils
 import logging
 import random
 import re
@@ -46,6 +45,15 @@ from logtide_kafka._ingest import (
     encode_entry,
     normalize,
 )
+from logtide_kafka._logtide_client import (
+    QUOTA_CODE,
+    Kind,
+    LogTideClient,
+    Outcome,
+    backoff,
+    ingest_url,
+    retry_delay,
+)
 from logtide_kafka._metrics import MetricsServer, ShipperMetrics
 
 __all__ = [
@@ -63,9 +71,6 @@ __all__ = [
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_FATAL: Final = 2
-#: The ``code`` of LogTide's monthly-quota 429, which waiting does not cure.
-QUOTA_CODE: Final = "capability.ingestion.max_events_monthly.exceeded"
-INGEST_PATH: Final = "/api/v1/ingest"
 #: LogTide's own body limit.
 MAX_BODY_BYTES: Final = 50 * 1024 * 1024
 
@@ -77,8 +82,6 @@ _POLL_SLICE: Final = 0.2
 # A batch that has kept the consumer from polling this long polls it (paused) to stay in
 # the group: one request can take request_timeout, a bisected batch many requests.
 _KEEPALIVE: Final = 2.0
-_BASE_BACKOFF: Final = 0.5
-_MAX_RETRY_AFTER: Final = 3600.0
 # A dead-lettered value is cut to this size, so the envelope fits Kafka's default 1 MB.
 _MAX_DLQ_VALUE: Final = 512 * 1024
 _REDACTED: Final = "[REDACTED]"
@@ -148,24 +151,18 @@ class _Item:
         return (self.source.topic, self.source.partition)
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """What one batch's POST came to."""
-
-    kind: str  # "ok" | "invalid" (400) | "too_large" (413) | "abandoned"
-    detail: str = ""
-    rejected: Mapping[int, str] = field(default_factory=dict)
-
-
 class Shipper:
     """Consumes the log topics and posts every event to LogTide (at least once).
 
     ``run()`` blocks until ``stop()`` or a fatal error.  One instance runs once.
     """
 
-    def __init__(self, config: ShipperConfig) -> None:
+    def __init__(
+        self, config: ShipperConfig, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
         self.config = config
-        self._url = _ingest_url(config.api_url)
+        self._transport = transport
+        self._url = ingest_url(config.api_url)
         self._secret = config.api_key
         self._metrics = ShipperMetrics(redact=self._redact)
         self._stopping = False
@@ -173,7 +170,7 @@ class Shipper:
         self._fatal_error: str | None = None
         self._consumer: Any = None
         self._producer: Any = None
-        self._client: httpx.Client | None = None
+        self._client: LogTideClient | None = None
         self._server: MetricsServer | None = None
         # Consumed, not yet in a batch (read ahead, or polled while a batch was retried).
         self._pending: collections.deque[_Item] = collections.deque()
@@ -274,12 +271,11 @@ class Shipper:
                 "logger": _kafka_log,
             }
         )
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(
-                config.request_timeout, connect=min(10.0, config.request_timeout)
-            ),
-            headers={"Content-Type": "application/json", "User-Agent": "logtide-kafka-shipper"},
-            follow_redirects=False,
+        self._client = LogTideClient(
+            config.api_url,
+            config.api_key,
+            timeout=config.request_timeout,
+            transport=self._transport,
         )
         self._consumer = Consumer(
             {
@@ -415,114 +411,55 @@ class Shipper:
             chunk = [item for item in stack.pop() if not item.abandoned]
             if not chunk:
                 continue
-            sent, answer = self._post(chunk)
-            if answer.kind == "abandoned":
+            sent, outcome = self._post(chunk)
+            if outcome is None:
                 return
-            if answer.kind == "ok":
-                for index, item in enumerate(sent):
-                    reason = answer.rejected.get(index)
-                    if reason is None:
-                        item.done = True
-                    else:
-                        item.reason = f"rejected by LogTide: {reason}"
-                self._metrics.add("events_shipped", len(sent) - len(answer.rejected))
+            if outcome.kind is Kind.ACCEPTED:
+                for item in sent:
+                    item.done = True
+                self._metrics.add("events_shipped", len(sent))
             elif len(sent) == 1:
-                sent[0].reason = answer.detail
+                sent[0].reason = outcome.detail
             else:
                 half = len(sent) // 2
                 self._metrics.add("splits")
                 stack += [sent[half:], sent[:half]]  # the first half is posted first
             self._keepalive()
 
-    def _post(self, chunk: list[_Item]) -> tuple[list[_Item], _Answer]:
-        """POST one chunk until LogTide gives a final answer; retry what may pass later."""
+    def _post(self, chunk: list[_Item]) -> tuple[list[_Item], Outcome | None]:
+        """POST one chunk until LogTide gives a final answer; retry what may pass later.
+        None: the chunk was abandoned (stop, or its partitions were revoked)."""
         attempt = 0
         assert self._client is not None
         while True:
             chunk = [item for item in chunk if not item.abandoned]
             if not chunk:
-                return chunk, _Answer("abandoned")
+                return chunk, None
             body = encode_body([item.payload for item in chunk if item.payload is not None])
             self._metrics.add("requests")
-            try:
-                response = self._client.post(
-                    self._url, content=body, headers={"X-API-Key": self._secret}
-                )
-            except httpx.HTTPError as exc:
-                problem = f"request to LogTide failed: {type(exc).__name__}: {exc}"
-                delay = self._backoff(attempt)
-            else:
-                if not response.is_success:
-                    self._metrics.add("request_errors")
-                answer = self._answer(response, len(chunk))
-                if answer is not None:
-                    return chunk, answer
-                problem = f"LogTide answered {response.status_code}{_error_text(response)}"
-                delay = self._retry_delay(response, attempt)
-            if problem.startswith("request"):
-                self._metrics.add("request_errors")
-            problem = self._redact(problem)
+            outcome = self._client.post(body)
+            if outcome.kind is Kind.ACCEPTED:
+                return chunk, outcome
+            self._metrics.add("request_errors")
+            if outcome.kind is Kind.FATAL:
+                raise _Fatal(f"{outcome.detail}; nothing was committed")
+            if outcome.kind is not Kind.RETRY:
+                return chunk, outcome
+            delay = retry_delay(outcome, attempt, self.config.max_backoff, self._random)
+            problem = outcome.detail
             self._metrics.error(problem)
             if self._stopping:
                 _log.warning("%s; stopping, the batch is left for the next run", problem)
-                return chunk, _Answer("abandoned")
+                return chunk, None
             _log.warning("%s; retry %d in %.1f s", problem, attempt + 1, delay)
             self._metrics.add("retries")
             self._wait(delay)
             if self._stopping:
-                return chunk, _Answer("abandoned")
+                return chunk, None
             attempt += 1
 
-    def _answer(self, response: httpx.Response, count: int) -> _Answer | None:
-        """The final answer in ``response``, None when it is worth retrying; raises
-        :class:`_Fatal` when nothing will help."""
-        status = response.status_code
-        if 200 <= status < 300:
-            return _Answer("ok", rejected=self._rejected(response, count))
-        if status in (400, 422):
-            return _Answer("invalid", f"LogTide answered {status}{_error_text(response)}")
-        if status == 413:
-            return _Answer("too_large", "LogTide answered 413: the entry is too large")
-        if status in (401, 403):
-            raise _Fatal(
-                f"LogTide refused the API key ({status}{_error_text(response)}); "
-                "nothing was committed"
-            )
-        if status == 429 and _json(response).get("code") == QUOTA_CODE:
-            raise _Fatal(
-                f"LogTide's monthly event quota is exhausted (429, {QUOTA_CODE}); "
-                "nothing was committed"
-            )
-        if status in (408, 429) or status >= 500:
-            return None
-        raise _Fatal(
-            f"unexpected answer {status}{_error_text(response)} from {self._url}; check the API URL"
-        )
-
-    def _rejected(self, response: httpx.Response, count: int) -> dict[int, str]:
-        """``rejected`` entries of a 200, by index into the request."""
-        items = _json(response).get("rejected")
-        found: dict[int, str] = {}
-        if not isinstance(items, list):
-            return found
-        for item in items:
-            index = item.get("index") if isinstance(item, dict) else None
-            if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < count:
-                reason = item.get("reason")
-                found[index] = reason if isinstance(reason, str) else orjson.dumps(reason).decode()
-        return found
-
-    def _retry_delay(self, response: httpx.Response, attempt: int) -> float:
-        if response.status_code == 429:
-            after = _retry_after(response.headers.get("Retry-After"))
-            if after is not None:
-                return min(after, _MAX_RETRY_AFTER)
-        return self._backoff(attempt)
-
     def _backoff(self, attempt: int) -> float:
-        """Exponential, capped at ``max_backoff``, with jitter (half to all of the step)."""
-        step = min(self.config.max_backoff, _BASE_BACKOFF * 2 ** min(attempt, 30))
-        return self._random.uniform(step / 2, step)
+        return backoff(attempt, self.config.max_backoff, self._random)
 
     # -- the dead-letter topic -------------------------------------------------------------
 
@@ -804,45 +741,3 @@ def _config_problems(config: ShipperConfig) -> list[str]:
             "offsets are always committed by the shipper)"
         )
     return problems
-
-
-def _ingest_url(api_url: str) -> str:
-    base = api_url.rstrip("/")
-    return base if base.endswith(INGEST_PATH) else base + INGEST_PATH
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        document = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
-def _error_text(response: httpx.Response) -> str:
-    """``": <error>"`` from a LogTide error body, or nothing."""
-    document = _json(response)
-    error = document.get("error") or document.get("message")
-    if not isinstance(error, str):
-        return ""
-    details = document.get("details")
-    if details is not None:
-        error += " " + orjson.dumps(details).decode()[:300]
-    return f": {error}"
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
