@@ -13,7 +13,7 @@ import orjson
 
 from logtide_kafka._threads import start_daemon
 
-__all__ = ["COUNTERS", "MetricsServer", "ShipperMetrics"]
+__all__ = ["COUNTERS", "GAUGES", "MetricsServer", "ShipperMetrics"]
 
 #: Counter name -> Prometheus help text.  Names are the keys of the JSON snapshot.
 COUNTERS: Final = {
@@ -23,12 +23,23 @@ COUNTERS: Final = {
     "requests": "HTTP requests sent to LogTide.",
     "request_errors": "Requests that failed: transport errors and non-2xx answers.",
     "retries": "Requests repeated after a retryable failure (5xx, 429, connection error).",
-    "splits": "Batches split in two after a 400 or a 413.",
+    "splits": "Batches split in two (after a 400, a 413, or repeated 5xx/transport errors).",
+    "poison_dead_lettered": "Entries dead-lettered because LogTide failed them alone (5xx) "
+    "while accepting others.",
+    "probes": "One-entry requests of an already accepted entry, sent to learn whether "
+    "LogTide works at all.",
     "normalized": "Messages that were not LogTide-native and were converted.",
     "dead_lettered": "Messages written to the dead-letter topic.",
     "commits": "Offset commits that succeeded.",
     "commit_errors": "Offset commits that failed (those messages may be shipped again).",
     "rebalances": "Partition revocations handled.",
+}
+
+#: State set by the shipper (``set_state``) -> Prometheus help text; also JSON snapshot keys.
+GAUGES: Final = {
+    "retry_streak_active": "1 while some batch waits to retry (a retry streak), else 0.",
+    "retry_streak_attempts": "Failed attempts in the current retry streak.",
+    "in_flight": "Batches being posted to LogTide right now.",
 }
 
 
@@ -45,12 +56,20 @@ class ShipperMetrics:
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._last_error: str | None = None
         self._last_error_at: float | None = None
+        self._state: dict[str, Any] = {**dict.fromkeys(GAUGES, 0), "last_retry_cause": None}
         self._started_wall = time.time()
         self._started = time.monotonic()
 
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
             self._counts[name] += amount
+
+    def set_state(self, **values: Any) -> None:
+        """Set gauges (:data:`GAUGES`) or ``last_retry_cause`` (redacted)."""
+        if isinstance(values.get("last_retry_cause"), str):
+            values["last_retry_cause"] = self._redact(values["last_retry_cause"])
+        with self._lock:
+            self._state.update(values)
 
     def error(self, text: str) -> None:
         """Remember ``text`` as the last error (redacted)."""
@@ -71,6 +90,7 @@ class ShipperMetrics:
         """
         with self._lock:
             data: dict[str, Any] = dict(self._counts)
+            data.update(self._state)
             last_error, last_error_at = self._last_error, self._last_error_at
         total = data["events_shipped"] + data["dead_lettered"]
         data["error_rate"] = data["dead_lettered"] / max(1, total)
@@ -91,6 +111,7 @@ class ShipperMetrics:
         with self._lock:
             last_error_at = self._last_error_at
         gauges = (
+            *((name, help_text, data[name]) for name, help_text in GAUGES.items()),
             (
                 "error_rate",
                 "Fraction of messages dead-lettered instead of shipped.",

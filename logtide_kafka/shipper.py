@@ -36,23 +36,21 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from logtide_kafka._delivery import Fatal, Health, Poster
+from logtide_kafka._delivery import Item as _Item
 from logtide_kafka._ingest import (
     MAX_BATCH,
     Source,
     Unshippable,
     body_size,
-    encode_body,
     encode_entry,
     normalize,
 )
 from logtide_kafka._logtide_client import (
     QUOTA_CODE,
-    Kind,
     LogTideClient,
-    Outcome,
     backoff,
     ingest_url,
-    retry_delay,
 )
 from logtide_kafka._metrics import MetricsServer, ShipperMetrics
 
@@ -127,30 +125,6 @@ class ShipperConfig:
             raise ValueError("invalid shipper configuration: " + "; ".join(problems))
 
 
-class _Fatal(Exception):
-    """LogTide gave an answer that retrying cannot fix: stop without committing."""
-
-
-@dataclass(slots=True, eq=False)
-class _Item:
-    """One consumed message on its way to LogTide or the dead-letter topic."""
-
-    source: Source
-    raw: bytes | None
-    #: The encoded LogTide entry; None when the message cannot be shipped.
-    payload: bytes | None
-    #: Why it goes to the dead-letter topic (set before sending, or by LogTide's answer).
-    reason: str | None = None
-    #: Shipped or dead-lettered: its offset may be committed.
-    done: bool = False
-    #: Its partition was revoked before it was done: the new owner reads it again.
-    abandoned: bool = False
-
-    @property
-    def partition(self) -> tuple[str, int]:
-        return (self.source.topic, self.source.partition)
-
-
 class Shipper:
     """Consumes the log topics and posts every event to LogTide (at least once).
 
@@ -171,6 +145,7 @@ class Shipper:
         self._consumer: Any = None
         self._producer: Any = None
         self._client: LogTideClient | None = None
+        self._poster: Poster | None = None
         self._server: MetricsServer | None = None
         # Consumed, not yet in a batch (read ahead, or polled while a batch was retried).
         self._pending: collections.deque[_Item] = collections.deque()
@@ -204,8 +179,8 @@ class Shipper:
                 if self._batch:
                     self._ship_batch()
             return EXIT_OK
-        except _Fatal as exc:
-            self._fatal_error = self._redact(str(exc))
+        except Fatal as exc:
+            self._fatal_error = self._redact(f"{exc}; nothing was committed")
             self._metrics.error(self._fatal_error)
             _log.error("stopped shipping: %s", self._fatal_error)
             return EXIT_FATAL
@@ -276,6 +251,15 @@ class Shipper:
             config.api_key,
             timeout=config.request_timeout,
             transport=self._transport,
+        )
+        self._poster = Poster(
+            self._client,
+            Health(self._metrics),
+            self._metrics,
+            max_backoff=config.max_backoff,
+            stopping=lambda: self._stopping,
+            wait=self._wait,
+            between=self._keepalive,
         )
         self._consumer = Consumer(
             {
@@ -392,7 +376,8 @@ class Shipper:
         try:
             sendable = [item for item in batch if item.payload is not None and not item.done]
             if sendable:
-                self._deliver(sendable)
+                assert self._poster is not None
+                self._poster.deliver(sendable)
             dead = [item for item in batch if item.reason is not None and not item.done]
             if dead:
                 self._dead_letter(dead)
@@ -403,60 +388,6 @@ class Shipper:
             self._batch = []
             if self._paused:
                 self._resume()
-
-    def _deliver(self, items: list[_Item]) -> None:
-        """Post ``items`` (split as LogTide's answers require); mark what it accepted."""
-        stack = [items[i : i + MAX_BATCH] for i in range(0, len(items), MAX_BATCH)][::-1]
-        while stack:
-            chunk = [item for item in stack.pop() if not item.abandoned]
-            if not chunk:
-                continue
-            sent, outcome = self._post(chunk)
-            if outcome is None:
-                return
-            if outcome.kind is Kind.ACCEPTED:
-                for item in sent:
-                    item.done = True
-                self._metrics.add("events_shipped", len(sent))
-            elif len(sent) == 1:
-                sent[0].reason = outcome.detail
-            else:
-                half = len(sent) // 2
-                self._metrics.add("splits")
-                stack += [sent[half:], sent[:half]]  # the first half is posted first
-            self._keepalive()
-
-    def _post(self, chunk: list[_Item]) -> tuple[list[_Item], Outcome | None]:
-        """POST one chunk until LogTide gives a final answer; retry what may pass later.
-        None: the chunk was abandoned (stop, or its partitions were revoked)."""
-        attempt = 0
-        assert self._client is not None
-        while True:
-            chunk = [item for item in chunk if not item.abandoned]
-            if not chunk:
-                return chunk, None
-            body = encode_body([item.payload for item in chunk if item.payload is not None])
-            self._metrics.add("requests")
-            outcome = self._client.post(body)
-            if outcome.kind is Kind.ACCEPTED:
-                return chunk, outcome
-            self._metrics.add("request_errors")
-            if outcome.kind is Kind.FATAL:
-                raise _Fatal(f"{outcome.detail}; nothing was committed")
-            if outcome.kind is not Kind.RETRY:
-                return chunk, outcome
-            delay = retry_delay(outcome, attempt, self.config.max_backoff, self._random)
-            problem = outcome.detail
-            self._metrics.error(problem)
-            if self._stopping:
-                _log.warning("%s; stopping, the batch is left for the next run", problem)
-                return chunk, None
-            _log.warning("%s; retry %d in %.1f s", problem, attempt + 1, delay)
-            self._metrics.add("retries")
-            self._wait(delay)
-            if self._stopping:
-                return chunk, None
-            attempt += 1
 
     def _backoff(self, attempt: int) -> float:
         return backoff(attempt, self.config.max_backoff, self._random)

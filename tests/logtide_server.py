@@ -90,6 +90,8 @@ class LogTideServer:
     ``reject(entry)``: a reason makes the entry one of the ``rejected`` of a 200.
     ``strict(entry)``: a reason makes the whole request a 400, like a validation rule the
     client does not know.  ``record=False`` keeps only :attr:`accepted_count` (benchmarks).
+    ``fault(entries)``: a response (say a 500) given instead of processing a valid batch,
+    for poison-entry tests.  ``down``: when set, the answer to every request (an outage).
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class LogTideServer:
         reject: Check | None = None,
         strict: Check | None = None,
         record: bool = True,
+        fault: Callable[[list[dict[str, Any]]], Scripted | None] | None = None,
     ) -> None:
         self.api_key = api_key
         self.body_limit = body_limit
@@ -108,6 +111,8 @@ class LogTideServer:
         self.reject = reject
         self.strict = strict
         self.record = record
+        self.fault = fault
+        self.down: Scripted | None = None
         self._accepted_count = 0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -197,6 +202,8 @@ class LogTideServer:
         """The response for one request, the number of entries, and those to record."""
         with self._lock:
             scripted = self._script.popleft() if self._script else None
+        if scripted is None:
+            scripted = self.down
         if scripted is not None:
             return scripted, 0, []
         if api_key != self.api_key:
@@ -221,6 +228,9 @@ class LogTideServer:
         if problems:  # all or nothing, as LogTide does
             body_out = {"error": "Validation error", "details": {"logs": problems}}
             return Scripted(400, body_out), len(logs), []
+        faulty = self.fault(logs) if self.fault is not None else None
+        if faulty is not None:
+            return faulty, len(logs), []
         accepted, rejected = [], []
         for index, entry in enumerate(logs):
             reason = self.reject(entry) if self.reject is not None else None

@@ -25,6 +25,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from logtide_server import (
     LogTideServer,
+    Scripted,
     entry_problem,
     quota_exceeded,
     rate_limited,
@@ -592,6 +593,102 @@ def test_400_is_bisected_and_the_invalid_entry_is_dead_lettered(
     assert committed(kafka_bootstrap, shipper_config.group, topics[0]) == non_empty(
         end_offsets(kafka_bootstrap, topics[0])
     )
+
+
+def marked(marker: str) -> Any:
+    """A fault: 500 for any batch holding an entry whose message contains ``marker``."""
+
+    def fault(entries: list[dict[str, Any]]) -> Scripted | None:
+        return server_error(500) if any(marker in e["message"] for e in entries) else None
+
+    return fault
+
+
+def test_an_entry_logtide_fails_alone_is_dead_lettered_and_the_partition_flows(
+    kafka_bootstrap: str, topics: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="logtide_kafka.shipper")
+    values = [native("s", f"ok-{i}") for i in range(60)]
+    values[23] = native("s", "POISON-23")
+    coordinates = produce(kafka_bootstrap, topics[0], values)
+    with LogTideServer(fault=marked("POISON")) as server:
+        shipper_config = config(kafka_bootstrap, server, topics, batch_max_wait=1.0)
+        started = time.monotonic()
+        with Running(shipper_config) as running:
+            assert server.wait_for(lambda s: len(s.coordinates()) >= 59, 60)
+            metrics = running.metrics_when("dead_lettered", 1)
+            took = time.monotonic() - started
+            assert running.stop() == EXIT_OK
+        statuses = [request.status for request in server.requests]
+    assert took < 30, took
+    assert set(server.messages()) == {f"ok-{i}" for i in range(60) if i != 23}
+    # A probe re-posts one accepted entry when nothing else shows LogTide works: at most one.
+    assert duplicates(server) <= metrics["probes"] <= 1
+    assert statuses.count(500) >= 4
+    records = {
+        e["source"]["offset"]: e for _, e in read_dlq(kafka_bootstrap, shipper_config.dlq_topic)
+    }
+    assert set(records) == {coordinates[23][2]}
+    reason = records[coordinates[23][2]]["reason"]
+    assert reason.startswith("LogTide answered 500: Internal Server Error")
+    assert "failed 4 times alone while LogTide accepted other requests" in reason
+    assert records[coordinates[23][2]]["entry"]["message"] == "POISON-23"
+    assert metrics["dead_lettered"] == metrics["poison_dead_lettered"] == 1
+    assert metrics["retry_streak_active"] == 0
+    assert committed(kafka_bootstrap, shipper_config.group, topics[0]) == non_empty(
+        end_offsets(kafka_bootstrap, topics[0])
+    )
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    started_lines = [m for lvl, m in lines if m.startswith("LogTide retry streak started")]
+    assert started_lines, lines
+    assert started_lines[0].startswith(
+        "LogTide retry streak started: LogTide answered 500: Internal Server Error; "
+    )
+    assert ("WARNING", started_lines[0]) in lines
+    assert any(lvl == "WARNING" and "as poison" in m and reason in m for lvl, m in lines)
+    ended = [m for lvl, m in lines if lvl == "INFO" and m.startswith("LogTide retry streak ended")]
+    assert ended, lines
+    assert "1 dead-lettered as poison" in ended[-1]
+    assert server.api_key not in caplog.text
+
+
+def test_a_logtide_down_for_everything_is_waited_for_never_dead_lettered(
+    kafka_bootstrap: str, server: LogTideServer, topics: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="logtide_kafka.shipper")
+    first = set(produce(kafka_bootstrap, topics[0], [native("s", f"a{i}") for i in range(20)]))
+    shipper_config = config(kafka_bootstrap, server, topics, max_backoff=0.2)
+    with Running(shipper_config) as running:
+        assert server.wait_for(shipped_all(first), 30)  # a known-good entry to probe with
+        server.down = server_error(503)
+        values = [native("s", f"b{i}") for i in range(30)]
+        second = set(produce(kafka_bootstrap, topics[0], values))
+        # Long enough for every entry to be split out and fail alone many times over.
+        assert server.wait_for(lambda s: len(s.requests) >= 90, 60)
+        during = running.shipper.metrics()
+        server.down = None
+        assert server.wait_for(shipped_all(first | second), 30)
+        deadline = time.monotonic() + 10  # the streak ends when the batch is settled
+        while running.shipper.metrics()["retry_streak_active"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = running.shipper.metrics()
+        assert running.stop() == EXIT_OK
+    assert during["dead_lettered"] == after["dead_lettered"] == 0
+    assert during["retry_streak_active"] == 1
+    assert during["retry_streak_attempts"] >= 60
+    assert during["last_retry_cause"] == "LogTide answered 503: Internal Server Error"
+    assert after["retry_streak_active"] == 0
+    assert max(server.coordinates().values()) == 1  # failed probes stored nothing
+    assert set(server.coordinates()) == first | second
+    assert committed(kafka_bootstrap, shipper_config.group, topics[0]) == non_empty(
+        end_offsets(kafka_bootstrap, topics[0])
+    )
+    messages = [r.getMessage() for r in caplog.records]
+    goes_on = [m for m in messages if m.startswith("LogTide retry streak goes on")]
+    # Reported on each doubling of the attempts (2, 4, 8, ...): a handful of lines, not 90.
+    assert 4 <= len(goes_on) <= 8, goes_on
+    assert sum(m.startswith("LogTide retry streak started") for m in messages) == 1
+    assert any(m.startswith("LogTide retry streak ended") for m in messages)
 
 
 def test_413_splits_the_batch_and_dead_letters_an_entry_too_large_alone(

@@ -1,0 +1,137 @@
+"""The shipper's delivery core (``_delivery.Poster``) against ``httpx.MockTransport``: poison
+entries, outages, probes and the retry-streak lines, without Kafka."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import httpx
+import orjson
+import pytest
+
+from logtide_kafka._delivery import POISON_ATTEMPTS, Fatal, Health, Item, Poster
+from logtide_kafka._ingest import Source
+from logtide_kafka._logtide_client import LogTideClient
+from logtide_kafka._metrics import ShipperMetrics
+
+
+def item(message: str, offset: int = 0) -> Item:
+    entry = {"time": "2025-01-01T00:00:00Z", "service": "s", "level": "info", "message": message}
+    return Item(Source("logs.app", 0, offset, None, None), None, orjson.dumps(entry))
+
+
+class Rig:
+    """A Poster whose LogTide is ``answer(messages) -> status``; waits are instant."""
+
+    def __init__(self, answer: Callable[[list[str]], int]) -> None:
+        self.bodies: list[list[str]] = []
+        self.stop = False
+        self.waits: list[float] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            messages = [e["message"] for e in orjson.loads(request.content)["logs"]]
+            self.bodies.append(messages)
+            status = answer(messages)
+            return httpx.Response(status, json={"error": "Internal Server Error"})
+
+        self.metrics = ShipperMetrics()
+        self.health = Health(self.metrics)
+        client = LogTideClient("http://lt", "k", transport=httpx.MockTransport(handler))
+        self.poster = Poster(
+            client,
+            self.health,
+            self.metrics,
+            max_backoff=0.01,
+            stopping=lambda: self.stop,
+            wait=self.waits.append,
+        )
+
+
+def test_a_lone_poison_entry_is_dead_lettered_after_one_probe() -> None:
+    rig = Rig(lambda messages: 500 if "poison" in messages else 200)
+    rig.health.accepted(-1.0, 1, item("good").payload)  # accepted before: a known-good entry
+    poison = item("poison")
+    rig.poster.deliver([poison])
+    assert poison.reason is not None
+    assert not poison.done
+    assert f"failed {POISON_ATTEMPTS} times alone" in poison.reason
+    assert rig.bodies.count(["poison"]) == POISON_ATTEMPTS
+    assert rig.bodies.count(["good"]) == 1  # the probe: the only duplicate
+    assert rig.metrics.snapshot()["probes"] == 1
+    assert rig.metrics.snapshot()["poison_dead_lettered"] == 1
+
+
+def test_poison_in_a_batch_is_bisected_out_and_the_rest_accepted() -> None:
+    rig = Rig(lambda messages: 500 if "poison-7" in messages else 200)
+    items = [item(f"poison-{i}" if i == 7 else f"ok-{i}", i) for i in range(40)]
+    rig.poster.deliver(items)
+    assert [i.reason is not None for i in items] == [i == 7 for i in range(40)]
+    assert all(i.done for n, i in enumerate(items) if n != 7)
+    accepted = [m for body in rig.bodies for m in body if "poison-7" not in body]
+    # Once its siblings are all delivered, the lone entry's last failure needs fresh
+    # evidence: one probe, the only duplicate.
+    probes = rig.metrics.snapshot()["probes"]
+    assert probes <= 1
+    assert len(accepted) == 39 + probes
+    assert set(accepted) == {f"ok-{i}" for i in range(40) if i != 7}
+
+
+@pytest.mark.parametrize("count", [1, 5])
+def test_a_logtide_down_for_everything_never_dead_letters(count: int) -> None:
+    rig = Rig(lambda messages: 503)
+    rig.health.accepted(-1.0, 1, item("good").payload)
+    items = [item(f"e{i}", i) for i in range(count)]
+    worker = threading.Thread(target=rig.poster.deliver, args=(items,))
+    worker.start()
+    while len(rig.bodies) < 300:
+        worker.join(0.01)
+    rig.stop = True
+    worker.join(10)
+    assert not worker.is_alive()
+    assert all(i.reason is None and not i.done for i in items)
+    snapshot = rig.metrics.snapshot()
+    if count == 1:  # alone, it asked with a known-good entry; that failed too
+        assert snapshot["probes"] >= 1
+    assert snapshot["dead_lettered"] == snapshot["poison_dead_lettered"] == 0
+    # Never a hot loop: every failure was followed by a wait.
+    assert len(rig.waits) >= snapshot["retries"] - 5
+
+
+def test_429_holds_and_is_never_poison() -> None:
+    answers = iter([429] * 20)
+    rig = Rig(lambda messages: next(answers, 200))
+    only = item("only")
+    rig.poster.deliver([only])
+    assert only.done
+    assert rig.metrics.snapshot()["splits"] == rig.metrics.snapshot()["probes"] == 0
+
+
+def test_fatal_answer_raises() -> None:
+    rig = Rig(lambda messages: 401)
+    with pytest.raises(Fatal, match="refused the API key"):
+        rig.poster.deliver([item("x")])
+
+
+def test_streak_lines_start_escalate_end(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="logtide_kafka.shipper")
+    answers = iter([503] * 9)
+    rig = Rig(lambda messages: next(answers, 200))
+    rig.poster.deliver([item("a"), item("b")])
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines[0] == (
+        "WARNING",
+        "LogTide retry streak started: LogTide answered 503: Internal Server Error; "
+        "2 event(s) wait for a retry",
+    )
+    goes_on = [m for level, m in lines if "goes on" in m and level == "WARNING"]
+    assert [m.split(":")[1].split(" failed")[0].strip() for m in goes_on] == ["2", "4", "8"]
+    level, last = lines[-1]
+    assert level == "INFO"
+    assert last.startswith("LogTide retry streak ended after ")
+    assert last.endswith("9 failed attempt(s), 2 event(s) delivered, 0 dead-lettered as poison")
+    snapshot = rig.metrics.snapshot()
+    assert snapshot["retry_streak_active"] == 0
+    assert snapshot["last_retry_cause"] == "LogTide answered 503: Internal Server Error"
+    assert "logtide_shipper_retry_streak_active 0" in rig.metrics.prometheus()
