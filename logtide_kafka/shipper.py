@@ -11,13 +11,15 @@ Needs the ``ship`` extra (httpx); nothing else in ``logtide_kafka`` imports this
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import logging
 import random
 import re
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
@@ -72,6 +74,9 @@ EXIT_FATAL: Final = 2
 #: LogTide's own body limit.
 MAX_BODY_BYTES: Final = 50 * 1024 * 1024
 
+#: Batches in flight at once by default: measured in docs/benchmarks.md.
+DEFAULT_CONCURRENCY: Final = 4
+
 _log = logging.getLogger("logtide_kafka.shipper")
 _kafka_log = logging.getLogger("logtide_kafka.shipper.kafka")
 
@@ -91,6 +96,7 @@ _CONSUMER_ONLY: Final = re.compile(
     r"isolation\.level|enable\.partition\.eof|queued\..*|check\.crcs|allow\.auto\.create\.topics|"
     r"consume\..*|coordinator\..*"
 )
+_MAX_CONCURRENCY: Final = 64
 _RESERVED: Final = frozenset({"bootstrap.servers", "group.id", "enable.auto.commit"})
 
 
@@ -101,7 +107,8 @@ class ShipperConfig:
     ``topics``: names, or regular expressions when they start with ``^`` (``^logs\\.``).
     ``consumer_config``: extra librdkafka settings (security…), for the consumer and,
     minus consumer-only keys, the dead-letter producer.  ``metrics_port``: serve
-    ``/metrics`` and ``/metrics.json`` there (0: any free port).
+    ``/metrics`` and ``/metrics.json`` there (0: any free port).  ``concurrency``: batches
+    in flight to LogTide at once; offsets still advance only past accepted batches.
     """
 
     brokers: str
@@ -115,6 +122,8 @@ class ShipperConfig:
     batch_max_wait: float = 1.0
     request_timeout: float = 30.0
     max_backoff: float = 30.0
+    #: Batches posted to LogTide at once (see ``docs/shipper.md``, "Concurrency").
+    concurrency: int = DEFAULT_CONCURRENCY
     metrics_port: int | None = None
     # Hidden from repr: it may hold sasl.password and other credentials.
     consumer_config: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -150,6 +159,12 @@ class Shipper:
         # Consumed, not yet in a batch (read ahead, or polled while a batch was retried).
         self._pending: collections.deque[_Item] = collections.deque()
         self._batch: list[_Item] = []
+        # Batches handed to the posting threads, in submission order.
+        self._inflight: dict[Future[None], list[_Item]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        # Every consumed item of an owned partition not yet committed, in offset order.
+        self._track: dict[tuple[str, int], collections.deque[_Item]] = {}
+        self._commit_nothing = False
         self._owned: set[tuple[str, int]] = set()
         self._committed: dict[tuple[str, int], int] = {}
         self._paused = False
@@ -174,17 +189,16 @@ class Shipper:
                 self.config.group,
                 self._url,
             )
-            while not self._stopping:
-                self._collect()
-                if self._batch:
-                    self._ship_batch()
+            self._loop()
             return EXIT_OK
         except Fatal as exc:
+            self._commit_nothing = True
             self._fatal_error = self._redact(f"{exc}; nothing was committed")
             self._metrics.error(self._fatal_error)
             _log.error("stopped shipping: %s", self._fatal_error)
             return EXIT_FATAL
         except Exception as exc:
+            self._commit_nothing = True
             text = self._redact(f"{type(exc).__name__}: {exc}")
             self._fatal_error = text
             self._metrics.error(text)
@@ -196,8 +210,8 @@ class Shipper:
     def stop(self) -> None:
         """Ask :meth:`run` to finish: safe from any thread and from a signal handler.
 
-        No message is read after this.  A batch not yet sent is sent once, a batch waiting
-        to retry is abandoned; only what LogTide accepted is committed.
+        No message is read after this.  Requests under way get their answer, batches waiting
+        to retry are abandoned; only what LogTide accepted is committed.
         """
         self._stopping = True  # a plain store: no lock, so a signal handler cannot deadlock
 
@@ -250,6 +264,7 @@ class Shipper:
             config.api_url,
             config.api_key,
             timeout=config.request_timeout,
+            pool_size=config.concurrency,
             transport=self._transport,
         )
         self._poster = Poster(
@@ -258,9 +273,9 @@ class Shipper:
             self._metrics,
             max_backoff=config.max_backoff,
             stopping=lambda: self._stopping,
-            wait=self._wait,
-            between=self._keepalive,
+            wait=self._sleep,
         )
+        self._pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="logtide-post")
         self._consumer = Consumer(
             {
                 "client.id": "logtide-shipper",
@@ -270,6 +285,7 @@ class Shipper:
                 "bootstrap.servers": config.brokers,
                 "group.id": config.group,
                 "enable.auto.commit": False,
+                "on_commit": self._on_commit,
                 "logger": _kafka_log,
             }
         )
@@ -297,6 +313,16 @@ class Shipper:
             _log.warning("could not create the dead-letter topic %s: %s", topic, exc)
 
     def _close(self) -> None:
+        self._stopping = True  # the posting threads give up waiting
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # requests under way get their answer
+            for batch in self._inflight.values():
+                if all(item.done for item in batch):
+                    self._metrics.add("batches")
+            self._inflight.clear()
+            self._metrics.set_state(in_flight=0)
+        if self._consumer is not None and not self._commit_nothing:
+            self._commit_offsets(self._done_offsets(self._owned), asynchronous=False)
         if self._consumer is not None:
             try:
                 self._consumer.close()  # runs on_revoke: commits what the last batch delivered
@@ -308,6 +334,68 @@ class Shipper:
             self._client.close()
         if self._server is not None:
             self._server.close()
+
+    # -- the main loop: the consumer's thread ------------------------------------------------
+
+    def _loop(self) -> None:
+        """Read batches and hand them to the posting threads, at most ``concurrency`` at once;
+        commit each partition up to its first message not yet done."""
+        assert self._pool is not None
+        while not self._stopping:
+            self._reap()
+            if len(self._inflight) >= self.config.concurrency:
+                self._await_slot()
+                continue
+            if self._paused:
+                self._resume()
+            self._collect()
+            batch, self._batch = self._batch, []
+            if batch and not self._stopping:
+                self._inflight[self._pool.submit(self._work, batch)] = batch
+                self._metrics.set_state(in_flight=len(self._inflight))
+
+    def _await_slot(self) -> None:
+        """Wait for a posting thread to finish, keeping the consumer in its group (paused)."""
+        concurrent.futures.wait(
+            self._inflight, timeout=_POLL_SLICE, return_when=concurrent.futures.FIRST_COMPLETED
+        )
+        if time.monotonic() - self._last_poll > _KEEPALIVE:
+            if not self._paused:
+                self._pause()
+            self._poll(0)
+
+    def _reap(self) -> None:
+        """Take in finished batches: raise a posting thread's error; commit what is done."""
+        finished = [future for future in self._inflight if future.done()]
+        for future in finished:
+            batch = self._inflight.pop(future)
+            error = future.exception()
+            if error is not None:
+                raise error
+            if all(item.done for item in batch):
+                self._metrics.add("batches")
+        if finished:
+            self._metrics.set_state(in_flight=len(self._inflight))
+            self._commit_offsets(self._done_offsets(self._owned), asynchronous=True)
+
+    def _work(self, batch: list[_Item]) -> None:
+        """One batch, on a posting thread: post it, then dead-letter what LogTide refused."""
+        assert self._poster is not None
+        sendable = [item for item in batch if item.payload is not None and not item.done]
+        if sendable:
+            self._poster.deliver(sendable)
+        dead = [item for item in batch if item.reason is not None and not item.done]
+        if dead and not self._stopping:
+            self._dead_letter(dead)
+
+    def _sleep(self, delay: float) -> None:
+        """Sleep ``delay`` seconds on a posting thread, waking early on :meth:`stop`."""
+        end = time.monotonic() + delay
+        while not self._stopping:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, 0.05))
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -338,6 +426,8 @@ class Shipper:
             self._last_poll = time.monotonic()
             for message in messages:
                 self._accept(message)
+            if not batch and not self._pending:
+                return  # nothing to read: let the main loop take in finished batches
 
     def _accept(self, message: Message) -> None:
         """Turn a consumed message into a pending item (or report a consumer error)."""
@@ -357,37 +447,26 @@ class Shipper:
             # A pattern subscription matched the dead-letter topic itself: shipping its
             # envelopes would dead-letter them again, forever.  Skipped, and committed.
             self._warn_once("dlq", f"not shipping the dead-letter topic {topic}")
-            self._pending.append(_Item(source, raw, None, done=True))
+            self._queue(_Item(source, raw, None, done=True))
             return
         self._metrics.add("messages_consumed")
         try:
             entry, converted = normalize(raw, source)
         except Unshippable as exc:
-            self._pending.append(_Item(source, raw, None, exc.reason))
+            self._queue(_Item(source, raw, None, exc.reason))
             return
         if converted:
             self._metrics.add("normalized")
-        self._pending.append(_Item(source, raw, encode_entry(entry)))
+        self._queue(_Item(source, raw, encode_entry(entry)))
+
+    def _queue(self, item: _Item) -> None:
+        self._pending.append(item)
+        track = self._track.get(item.partition)
+        if track is None:
+            track = self._track[item.partition] = collections.deque()
+        track.append(item)
 
     # -- shipping a batch ------------------------------------------------------------------
-
-    def _ship_batch(self) -> None:
-        batch = self._batch
-        try:
-            sendable = [item for item in batch if item.payload is not None and not item.done]
-            if sendable:
-                assert self._poster is not None
-                self._poster.deliver(sendable)
-            dead = [item for item in batch if item.reason is not None and not item.done]
-            if dead:
-                self._dead_letter(dead)
-            self._commit(batch)
-            if all(item.done for item in batch):
-                self._metrics.add("batches")
-        finally:
-            self._batch = []
-            if self._paused:
-                self._resume()
 
     def _backoff(self, attempt: int) -> float:
         return backoff(attempt, self.config.max_backoff, self._random)
@@ -417,7 +496,7 @@ class Shipper:
             delay = self._backoff(attempt)
             _log.error("%s; retry in %.1f s", problem, delay)
             self._metrics.add("retries")
-            self._wait(delay)
+            self._sleep(delay)
             attempt += 1
 
     def _produce_dead(self, item: _Item, failures: list[str]) -> None:
@@ -478,49 +557,47 @@ class Shipper:
 
     # -- offsets ---------------------------------------------------------------------------
 
-    def _done_offsets(
-        self, items: Iterable[_Item], only: set[tuple[str, int]]
-    ) -> list[TopicPartition]:
-        """For each partition in ``only``: the offset after the unbroken run of done
-        messages at the start of ``items`` (one not done stops its partition there).
+    def _done_offsets(self, only: set[tuple[str, int]]) -> list[TopicPartition]:
+        """For each partition in ``only``: the offset after its unbroken run of done
+        messages (the first one not done stops it there), when that is new."""
+        offsets = []
+        for key in only:
+            track = self._track.get(key)
+            end = None
+            while track and track[0].done:
+                end = track.popleft().source.offset + 1
+            if end is not None and end > self._committed.get(key, -1):
+                offsets.append(TopicPartition(key[0], key[1], end))
+        return offsets
 
-        Abandoned items are skipped: they belong to an earlier ownership of their
-        partition, whose messages the consumer reads again from the committed offset."""
-        ends: dict[tuple[str, int], int] = {}
-        stopped: set[tuple[str, int]] = set()
-        for item in items:  # a partition's items are in offset order, as consumed
-            key = item.partition
-            if item.abandoned or key not in only or key in stopped:
-                continue
-            if item.done:
-                ends[key] = item.source.offset + 1
-            else:
-                stopped.add(key)
-        return [
-            TopicPartition(topic, partition, end)
-            for (topic, partition), end in ends.items()
-            if end > self._committed.get((topic, partition), -1)
-        ]
-
-    def _commit(self, batch: list[_Item]) -> None:
-        # Partitions revoked meanwhile were committed by _on_revoke, while still ours.
-        self._commit_offsets(self._done_offsets(batch, self._owned))
-
-    def _commit_offsets(self, offsets: list[TopicPartition]) -> None:
+    def _commit_offsets(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
+        """Commit ``offsets``: asynchronously while shipping (the result comes to
+        :meth:`_on_commit`), synchronously at revocation and shutdown."""
         if not offsets:
             return
-        try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            # Not fatal: those messages are shipped again by whoever owns them next.
-            self._metrics.add("commit_errors")
-            problem = self._redact(f"committing offsets failed: {exc}")
-            self._metrics.error(problem)
-            _log.warning("%s (the messages may be shipped again)", problem)
-            return
-        self._metrics.add("commits")
-        for tp in offsets:
+        for tp in offsets:  # committed or not, never asked again: a later offset follows
             self._committed[(tp.topic, tp.partition)] = tp.offset
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
+        except KafkaException as exc:
+            self._commit_failed(exc)
+            return
+        if not asynchronous:
+            self._metrics.add("commits")
+
+    def _on_commit(self, error: KafkaError | None, _partitions: list[TopicPartition]) -> None:
+        """The result of an asynchronous commit (served by the consumer's poll)."""
+        if error is None:
+            self._metrics.add("commits")
+        elif error.code() != KafkaError._NO_OFFSET:
+            self._commit_failed(error.str())
+
+    def _commit_failed(self, error: object) -> None:
+        # Not fatal: those messages are shipped again by whoever owns them next.
+        self._metrics.add("commit_errors")
+        problem = self._redact(f"committing offsets failed: {error}")
+        self._metrics.error(problem)
+        _log.warning("%s (the messages may be shipped again)", problem)
 
     # -- rebalances ------------------------------------------------------------------------
 
@@ -532,8 +609,10 @@ class Shipper:
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
-        # Still ours for the length of this callback: commit what was delivered.
-        self._commit_offsets(self._done_offsets(self._batch, revoked))
+        # Still ours for the length of this callback: commit what was delivered.  Batches
+        # of these partitions still in flight are abandoned: the next owner reads them again.
+        if not self._commit_nothing:
+            self._commit_offsets(self._done_offsets(revoked), asynchronous=False)
         self._release(revoked)
 
     def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -543,9 +622,10 @@ class Shipper:
         """Forget partitions that are no longer ours: their unfinished messages belong to
         the next owner, which reads them again from the committed offset."""
         self._metrics.add("rebalances")
-        for item in self._batch:
-            if item.partition in partitions and not item.done:
-                item.abandoned = True
+        for key in partitions:
+            for item in self._track.pop(key, ()):
+                if not item.done:
+                    item.abandoned = True
         self._pending = collections.deque(
             item for item in self._pending if item.partition not in partitions
         )
@@ -554,22 +634,6 @@ class Shipper:
             self._committed.pop(key, None)
 
     # -- keeping the consumer alive while a batch waits ------------------------------------
-
-    def _wait(self, delay: float) -> None:
-        """Sleep ``delay`` seconds with every partition paused, polling the consumer so it
-        stays in the group (max.poll.interval.ms) and handles rebalances."""
-        self._pause()
-        end = time.monotonic() + delay
-        while not self._stopping:
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                return
-            self._poll(min(remaining, _POLL_SLICE))
-
-    def _keepalive(self) -> None:
-        if time.monotonic() - self._last_poll > _KEEPALIVE:
-            self._pause()
-            self._poll(0)
 
     def _poll(self, timeout: float) -> None:
         message = self._consumer.poll(timeout)
@@ -657,6 +721,8 @@ def _config_problems(config: ShipperConfig) -> list[str]:
         problems.append("batch_max_wait must be >= 0")
     if not config.request_timeout > 0:
         problems.append("request_timeout must be > 0")
+    if not 1 <= config.concurrency <= _MAX_CONCURRENCY:
+        problems.append(f"concurrency must be 1-{_MAX_CONCURRENCY}")
     if not config.max_backoff > 0:
         problems.append("max_backoff must be > 0")
     if config.metrics_port is not None and not 0 <= config.metrics_port <= 65535:

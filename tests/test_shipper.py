@@ -274,6 +274,14 @@ def test_config_hides_the_key_and_rejects_bad_settings() -> None:
         assert "sk-very-secret" not in str(caught.value)
 
 
+def test_concurrency_is_validated() -> None:
+    assert ShipperConfig("k:9092", "http://x", "k").concurrency >= 1
+    assert ShipperConfig("k:9092", "http://x", "k", concurrency=64).concurrency == 64
+    for bad in (0, 65, -1):
+        with pytest.raises(ValueError, match="concurrency must be 1-64"):
+            ShipperConfig("k:9092", "http://x", "k", concurrency=bad)
+
+
 def test_retry_after_and_backoff() -> None:
     assert _retry_after("3") == 3.0
     assert _retry_after("0.5") == 0.5
@@ -435,6 +443,37 @@ def test_outage_of_500s_then_429s_loses_nothing(
     assert committed(kafka_bootstrap, shipper_config.group, topics[0]) == non_empty(
         end_offsets(kafka_bootstrap, topics[0])
     )
+
+
+def test_batches_in_flight_at_once_commit_only_up_to_the_first_not_yet_accepted(
+    kafka_bootstrap: str, topics: list[str]
+) -> None:
+    release = threading.Event()
+
+    def hold(entries: list[dict[str, Any]]) -> Scripted | None:
+        if any(e["message"] == "e120" for e in entries):
+            release.wait(30)  # this batch's answer waits; the server takes others meanwhile
+        return None
+
+    values = [native("s", f"e{i}") for i in range(400)]
+    coordinates = produce(kafka_bootstrap, topics[0], values, partition=0)
+    expected = set(coordinates)
+    with LogTideServer(fault=hold) as server:
+        shipper_config = config(kafka_bootstrap, server, topics, batch_max_events=50, concurrency=4)
+        with Running(shipper_config) as running:
+            # Later batches are accepted while the one holding e120 is still in flight.
+            assert server.wait_for(lambda s: "e200" in s.messages(), 30)
+            time.sleep(1.0)  # room for an (asynchronous) commit that must not pass e120
+            during = committed(kafka_bootstrap, shipper_config.group, topics[0])
+            in_flight = running.shipper.metrics()["in_flight"]
+            release.set()
+            assert server.wait_for(shipped_all(expected), 30)
+            assert running.stop() == EXIT_OK
+    assert 0 < during[0] <= coordinates[120][2], during
+    assert in_flight >= 1
+    assert set(server.coordinates()) == expected
+    assert max(server.coordinates().values()) == 1
+    assert committed(kafka_bootstrap, shipper_config.group, topics[0]) == {0: 400}
 
 
 def test_stop_while_retrying_abandons_the_batch_without_committing(
@@ -787,6 +826,7 @@ def start_process(shipper_config: ShipperConfig, log: Path) -> subprocess.Popen[
         "batch_max_wait": shipper_config.batch_max_wait,
         "request_timeout": shipper_config.request_timeout,
         "max_backoff": shipper_config.max_backoff,
+        "concurrency": shipper_config.concurrency,
         "consumer_config": dict(shipper_config.consumer_config),
     }
     env = {**os.environ, "SHIP_TEST_KEY": shipper_config.api_key}
@@ -806,7 +846,8 @@ def test_sigkill_mid_batch_then_restart_delivers_everything(
     expected = set(produce(kafka_bootstrap, topics[0], [native("s", f"e{i}") for i in range(1000)]))
     # Each accepted batch is recorded, then answered 1 s later: the kill lands in there.
     server.delay = 1.0
-    shipper_config = config(kafka_bootstrap, server, topics, batch_max_events=100)
+    # Two batches of 100 in flight: LogTide may hold up to 200 whose answer the kill loses.
+    shipper_config = config(kafka_bootstrap, server, topics, batch_max_events=100, concurrency=2)
     log = tmp_path / "shipper.log"
     first = start_process(shipper_config, log)
     try:
