@@ -167,8 +167,8 @@ def _split(line: str) -> tuple[str, str]:
     if not key:
         raise ConfigError("a setting without a key (expected key=value)")
     if not separated:  # Java reads a lone key as an empty value: here it is a mistake
-        shown = MASK if is_secret(key) else repr(key)
-        raise ConfigError(f"{shown} has no value (expected key=value)")
+        # Not repeated: the lone word may be a password pasted on a line of its own.
+        raise ConfigError("a key without a value (expected key=value)")
     return key, _unescape(rest)
 
 
