@@ -88,15 +88,26 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _admin(args: argparse.Namespace) -> AdminClient:
-    return admin_client(_brokers(args), **_settings(args))
+    errors: list[str] = args.client_errors
+
+    def on_error(error: KafkaError) -> None:
+        # "all brokers down" says less than the error before it (authentication, TLS).
+        if error.code() != KafkaError._ALL_BROKERS_DOWN:
+            errors.append(error.str())
+
+    return admin_client(_brokers(args), **_settings(args), error_cb=on_error)
 
 
 def _metadata(args: argparse.Namespace, admin: Any, topic: str | None = None) -> Any:
-    """Cluster metadata, or a CliError naming the brokers that could not be reached."""
+    """Cluster metadata, or a CliError naming the brokers that could not be reached and,
+    when the client said, why (a refused password, an untrusted certificate)."""
     try:
         return admin.list_topics(topic, timeout=args.timeout)
     except KafkaException as exc:
-        raise CliError(f"cannot reach Kafka at {_brokers(args)}: {_kafka_text(exc)}") from exc
+        admin.poll(0)  # serves the client's error reports (and its log lines)
+        errors: list[str] = args.client_errors
+        why = f" ({errors[-1]})" if errors else ""
+        raise CliError(f"cannot reach Kafka at {_brokers(args)}: {_kafka_text(exc)}{why}") from exc
 
 
 def _kafka_text(exc: KafkaException) -> str:
@@ -598,6 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = " ".join(part for part in (args.command, getattr(args, "topics_command", None)) if part)
     try:
         args.client = load_client_config(args.command_config, args.settings)
+        args.client_errors = []
     except ConfigError as exc:
         print(f"{PROG} {name}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
