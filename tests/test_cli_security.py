@@ -159,6 +159,21 @@ def test_tail_over_sasl_ssl_with_dash_x_settings(
 
 
 @broker
+def test_topics_apply_over_sasl_ssl(secure_kafka: LocalKafka, tmp_path: Path) -> None:
+    settings = secure_kafka.client_config("SASL_SSL", mechanism="SCRAM-SHA-256")
+    config = _properties(tmp_path / "admin.properties", settings)
+    name = f"logs.cli-secure-{uuid.uuid4().hex[:10]}"
+    layout = tmp_path / "layout.toml"
+    layout.write_text(f'[topics."{name}"]\npartitions = 2\nreplication_factor = 1\n')
+    applied = _cli("topics", "apply", "--command-config", str(config), "--file", str(layout))
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.startswith(f"{settings['bootstrap.servers']} (1 broker(s))")
+    assert f"  create {name}: 2 partitions, replication factor 1" in applied.stdout
+    assert name in secure_kafka.admin().list_topics(timeout=10).topics
+    _assert_nothing_leaks(secure_kafka, applied.stdout, applied.stderr)
+
+
+@broker
 def test_send_and_tail_over_mtls_from_a_properties_file(
     secure_kafka: LocalKafka, secure_topic: str, service: str, tmp_path: Path
 ) -> None:
