@@ -38,6 +38,10 @@ _SECRET: Final = re.compile(
     r"|oauthbearer\.config",
     re.IGNORECASE,
 )
+# confluent-kafka's settings that take Python objects (functions, a Logger), not text.
+_PYTHON_ONLY: Final = frozenset(
+    {"error_cb", "throttle_cb", "stats_cb", "oauth_cb", "on_delivery", "on_commit", "logger"}
+)
 _WHITESPACE: Final = " \t\f"
 _ESCAPES: Final = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
 
@@ -122,6 +126,12 @@ def load_client_config(
     """The settings of ``file`` (if any), then ``overrides`` (``-X``, which win)."""
     settings = read_properties(file) if file is not None else {}
     settings.update(overrides)
+    python_only = sorted(_PYTHON_ONLY & settings.keys())
+    if python_only:
+        raise ConfigError(
+            f"{', '.join(python_only)}: confluent-kafka takes a Python object there, "
+            "not text; it cannot be set from the command line"
+        )
     return ClientConfig(settings)
 
 

@@ -168,3 +168,12 @@ def test_secret_keys_are_masked(key: str) -> None:
 def test_ordinary_keys_are_shown(key: str) -> None:
     assert not is_secret(key)
     assert ClientConfig({key: "shown"}).masked() == {key: "shown"}
+
+
+@pytest.mark.parametrize("key", ["error_cb", "stats_cb", "logger", "on_delivery"])
+def test_python_only_settings_are_refused(key: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"^{key}: confluent-kafka takes a Python object"):
+        load_client_config(overrides=[(key, "print")])
+    path = _write(tmp_path, f"{key}=print\n")
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        load_client_config(path)
