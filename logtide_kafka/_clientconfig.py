@@ -43,6 +43,7 @@ _PYTHON_ONLY: Final = frozenset(
     {"error_cb", "throttle_cb", "stats_cb", "oauth_cb", "on_delivery", "on_commit", "logger"}
 )
 _WHITESPACE: Final = " \t\f"
+_LINE_END: Final = re.compile(r"\r\n|\r|\n")
 _ESCAPES: Final = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
 
 
@@ -137,7 +138,7 @@ def load_client_config(
 
 def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
     """(first line number, text) of each non-comment line, continuations joined."""
-    lines = text.splitlines()
+    lines = _LINE_END.split(text)  # not str.splitlines(): \f and \x1c... are not line ends
     index = 0
     while index < len(lines):
         number = index + 1

@@ -44,7 +44,8 @@ def test_properties_file_reads_as_java_does(tmp_path: Path) -> None:
         "a\\=b=c\n"  # an escaped separator belongs to the key
         "empty=\n"  # an explicit empty value
         "client.id=again\r\n"  # the last one wins; CRLF line ends
-        "trailing=kept \n",
+        "trailing=kept \n"
+        "\fformfeed=\fa\u2028b\x1cc\rold.mac=line end\n",  # only \r, \n, \r\n end lines
     )
     assert read_properties(path) == {
         "security.protocol": "SASL_SSL",
@@ -56,6 +57,8 @@ def test_properties_file_reads_as_java_does(tmp_path: Path) -> None:
         "a=b": "c",
         "empty": "",
         "trailing": "kept ",  # java.util.Properties keeps trailing blanks
+        "formfeed": "a\u2028b\x1cc",
+        "old.mac": "line end",
     }
 
 
