@@ -77,6 +77,11 @@ def check_options(options: Mapping[str, object]) -> None:
             close = get_close_matches(str(name), candidates, n=1)
             hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
         raise TypeError(f"unexpected keyword argument(s): {', '.join(hints)}")
+    for name, expected in _SCALAR_TYPES.items():
+        value = options.get(name)
+        if value is not None and not isinstance(value, expected):
+            # "trace_context": "false" from a config file would otherwise read as true.
+            raise TypeError(f"{name} must be {_TYPE_NAMES[expected]}, not {value!r}")
     maps: dict[str, Mapping[object, object]] = {}
     for name in ("logger_categories", "level_categories", "fields"):
         value = options.get(name)
@@ -99,6 +104,17 @@ def check_options(options: Mapping[str, object]) -> None:
                 )
 
 
+_SCALAR_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
+    "trace_context": bool,
+    "block_timeout": (int, float),
+    "warn_interval": (int, float),
+    "spool_max_bytes": int,
+}
+_TYPE_NAMES: Final[dict[type | tuple[type, ...], str]] = {
+    bool: "true or false",
+    (int, float): "a number of seconds",
+    int: "an int",
+}
 _MAPPING_EXAMPLES: Final = {
     "logger_categories": '{"sqlalchemy": "infrastructure"}',
     "level_categories": '{"CRITICAL": "security"}',

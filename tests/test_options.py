@@ -83,6 +83,10 @@ def test_a_handler_argument_given_to_the_processor_is_not_its_own_correction(
         ({"redact_extra": b"pin"}, "redact_extra must be a list"),
         ({"redact_extra": [None]}, "redact_extra must hold metadata keys"),
         ({"topic": 42}, "topic must be a topic name"),
+        ({"trace_context": "false"}, "trace_context must be true or false, not 'false'"),
+        ({"block_timeout": "0.5"}, "block_timeout must be a number of seconds"),
+        ({"warn_interval": [1]}, "warn_interval must be a number of seconds"),
+        ({"spool_max_bytes": 1.5}, "spool_max_bytes must be an int"),
     ],
 )
 def test_a_wrong_type_names_the_option(
