@@ -59,6 +59,7 @@ INTEGRATION_ARGUMENTS: Final = (
     "producer_config",
     "level",
     "ignore_formatter",
+    "exit_timeout",
 )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import logtide_kafka
 from logtide_kafka import DEFAULT_REDACT_KEYS, REDACTED, KafkaHandler
 from logtide_kafka import producer as producer_module
 from logtide_kafka.structlog import KafkaProcessor
@@ -51,6 +52,13 @@ def test_a_misspelt_option_gets_did_you_mean(
         KafkaHandler("svc", bootstrap_servers=dead_bootstrap, **{option: {}})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=rf"did you mean '{suggestion}'"):
         KafkaProcessor("svc", bootstrap_servers=dead_bootstrap, **{option: {}})  # type: ignore[arg-type]
+
+
+def test_configure_names_the_typo_too(dead_bootstrap: str, no_new_client: None) -> None:
+    with pytest.raises(TypeError, match=r"'feilds' \(did you mean 'fields'\?\)"):
+        logtide_kafka.configure(dead_bootstrap, feilds={})  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"'exit_timout' \(did you mean 'exit_timeout'\?\)"):
+        logtide_kafka.configure(dead_bootstrap, exit_timout=1)  # type: ignore[call-arg]
 
 
 def test_an_option_far_from_any_name_is_named_without_a_guess(dead_bootstrap: str) -> None:
