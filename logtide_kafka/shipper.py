@@ -54,7 +54,7 @@ from logtide_kafka._logtide_client import (
     backoff,
     ingest_url,
 )
-from logtide_kafka._metrics import MetricsServer, ShipperMetrics
+from logtide_kafka._metrics import DEFAULT_METRICS_HOST, MetricsServer, ShipperMetrics
 
 __all__ = [
     "EXIT_ERROR",
@@ -107,8 +107,9 @@ class ShipperConfig:
     ``topics``: names, or regular expressions when they start with ``^`` (``^logs\\.``).
     ``consumer_config``: extra librdkafka settings (security…), for the consumer and,
     minus consumer-only keys, the dead-letter producer.  ``metrics_port``: serve
-    ``/metrics`` and ``/metrics.json`` there (0: any free port).  ``concurrency``: batches
-    in flight to LogTide at once; offsets still advance only past accepted batches.
+    ``/metrics`` and ``/metrics.json`` there (0: any free port), on ``metrics_host``.
+    ``concurrency``: batches in flight to LogTide at once; offsets still advance only past
+    accepted batches.
     """
 
     brokers: str
@@ -125,6 +126,7 @@ class ShipperConfig:
     #: Batches posted to LogTide at once (see ``docs/shipper.md``, "Concurrency").
     concurrency: int = DEFAULT_CONCURRENCY
     metrics_port: int | None = None
+    metrics_host: str = DEFAULT_METRICS_HOST
     # Hidden from repr: it may hold sasl.password and other credentials.
     consumer_config: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -241,7 +243,8 @@ class Shipper:
     def _open(self) -> None:
         config = self.config
         if config.metrics_port is not None:
-            self._server = MetricsServer(self._metrics, config.metrics_port)
+            self._server = MetricsServer(self._metrics, config.metrics_port, config.metrics_host)
+            _log.info("metrics on %s port %d", config.metrics_host, self._server.port)
         shared = {
             key: value
             for key, value in config.consumer_config.items()
