@@ -18,6 +18,8 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from logtide_kafka._redact import REDACTED
+
 __all__ = [
     "BASE_BACKOFF",
     "INGEST_PATH",
@@ -135,7 +137,7 @@ class LogTideClient:
         return Outcome(Kind.FATAL, text, status)
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "[REDACTED]") if self._key else text
+        return text.replace(self._key, REDACTED) if self._key else text
 
 
 def ingest_url(api_url: str) -> str:

@@ -1,9 +1,10 @@
 """Ship log events from Kafka into LogTide, at least once (``logtide-kafka ship``).
 
 A consumer group reads the log topics, turns every message into a LogTide entry
-(``_ingest.normalize``), posts batches to ``POST {api_url}/api/v1/ingest`` and commits a
-partition's offsets only once every message up to them was accepted by LogTide or written to
-the dead-letter topic.  A crash therefore re-sends, never loses: see ``docs/shipper.md``.
+(``_ingest.normalize``), hands batches to a few posting threads (``_delivery.Poster``: retries,
+bisection, poison entries, through ``_logtide_client``) and commits a partition's offsets
+only up to its first message not yet accepted by LogTide or written to the dead-letter
+topic.  A crash therefore re-sends, never loses: see ``docs/shipper.md``.
 
 Needs the ``ship`` extra (httpx); nothing else in ``logtide_kafka`` imports this module.
 """
@@ -55,6 +56,7 @@ from logtide_kafka._logtide_client import (
     ingest_url,
 )
 from logtide_kafka._metrics import DEFAULT_METRICS_HOST, MetricsServer, ShipperMetrics
+from logtide_kafka._redact import REDACTED
 
 __all__ = [
     "EXIT_ERROR",
@@ -82,12 +84,11 @@ _kafka_log = logging.getLogger("logtide_kafka.shipper.kafka")
 
 # The longest the main loop blocks in librdkafka, so stop() takes effect promptly.
 _POLL_SLICE: Final = 0.2
-# A batch that has kept the consumer from polling this long polls it (paused) to stay in
-# the group: one request can take request_timeout, a bisected batch many requests.
+# Every posting thread busy this long: the consumer is polled (paused) to stay in its
+# group; one request can take request_timeout, a retried batch much longer.
 _KEEPALIVE: Final = 2.0
 # A dead-lettered value is cut to this size, so the envelope fits Kafka's default 1 MB.
 _MAX_DLQ_VALUE: Final = 512 * 1024
-_REDACTED: Final = "[REDACTED]"
 # Keys that only make sense for a consumer; the rest of consumer_config (security,
 # addresses…) is given to the dead-letter producer and the admin client too.
 _CONSUMER_ONLY: Final = re.compile(
@@ -663,7 +664,7 @@ class Shipper:
     # -- helpers ---------------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._secret, _REDACTED) if self._secret else text
+        return text.replace(self._secret, REDACTED) if self._secret else text
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:
