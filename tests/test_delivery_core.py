@@ -13,7 +13,7 @@ import pytest
 
 from logtide_kafka._delivery import POISON_ATTEMPTS, Fatal, Health, Item, Poster
 from logtide_kafka._ingest import Source
-from logtide_kafka._logtide_client import LogTideClient
+from logtide_kafka._logtide_client import BASE_BACKOFF, LogTideClient
 from logtide_kafka._metrics import ShipperMetrics
 
 
@@ -23,21 +23,25 @@ def item(message: str, offset: int = 0) -> Item:
 
 
 class Rig:
-    """A Poster whose LogTide is ``answer(messages) -> status``; waits are instant."""
+    """A Poster whose LogTide is ``answer(messages) -> status``; waits are instant (they
+    move a fake clock on)."""
 
-    def __init__(self, answer: Callable[[list[str]], int]) -> None:
+    def __init__(self, answer: Callable[[list[str]], int], retry_after: str | None = None) -> None:
         self.bodies: list[list[str]] = []
         self.stop = False
         self.waits: list[float] = []
+        self.holds: list[float] = []  # the shared hold, as each wait began
 
         def handler(request: httpx.Request) -> httpx.Response:
             messages = [e["message"] for e in orjson.loads(request.content)["logs"]]
             self.bodies.append(messages)
             status = answer(messages)
-            return httpx.Response(status, json={"error": "Internal Server Error"})
+            headers = {"Retry-After": retry_after} if retry_after is not None else {}
+            return httpx.Response(status, json={"error": "Internal Server Error"}, headers=headers)
 
         self.metrics = ShipperMetrics()
-        self.health = Health(self.metrics)
+        self.now = 1000.0  # a fake clock: waits are instant, and advance it
+        self.health = Health(self.metrics, clock=lambda: self.now)
         client = LogTideClient("http://lt", "k", transport=httpx.MockTransport(handler))
         self.poster = Poster(
             client,
@@ -45,8 +49,13 @@ class Rig:
             self.metrics,
             max_backoff=0.01,
             stopping=lambda: self.stop,
-            wait=self.waits.append,
+            wait=self._wait,
         )
+
+    def _wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.holds.append(self.health.hold_remaining())
+        self.now += seconds
 
 
 def test_a_lone_poison_entry_is_dead_lettered_after_one_probe() -> None:
@@ -106,6 +115,17 @@ def test_429_holds_and_is_never_poison() -> None:
     rig.poster.deliver([only])
     assert only.done
     assert rig.metrics.snapshot()["splits"] == rig.metrics.snapshot()["probes"] == 0
+
+
+def test_retry_after_zero_waits_the_base_backoff_and_holds_every_thread() -> None:
+    answers = iter([429] * 5)
+    rig = Rig(lambda messages: next(answers, 200), retry_after="0")
+    only = item("only")
+    rig.poster.deliver([only])
+    assert only.done
+    assert rig.waits == [BASE_BACKOFF] * 5  # one wait per 429, floored, never zero
+    # The hold is shared: any other posting thread would wait as long.
+    assert all(0.4 <= hold <= BASE_BACKOFF for hold in rig.holds), rig.holds
 
 
 def test_fatal_answer_raises() -> None:
