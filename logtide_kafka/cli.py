@@ -23,6 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaExcepti
 from confluent_kafka.admin import AdminClient
 
 import logtide_kafka
+from logtide_kafka._contract import LEVELS
 from logtide_kafka._event import normalize_level
 from logtide_kafka._routing import DEFAULT_TOPIC, TOPICS
 from logtide_kafka.lag import LagError, measure, render_json, render_prometheus, render_table
@@ -46,7 +47,7 @@ DEFAULT_BROKERS: Final = "localhost:9092"
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_ERROR: Final = 2
-LEVEL_ORDER: Final = ("debug", "info", "warn", "error", "critical")
+LEVEL_ORDER: Final = LEVELS
 _COLORS: Final = {"debug": "2", "info": "32", "warn": "33", "error": "31", "critical": "1;31"}
 _MAX_VALUE: Final = 80
 

@@ -37,8 +37,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from logtide_kafka._contract import INGEST_PATH, MAX_BATCH, MAX_BODY_BYTES, QUOTA_CODE
 from logtide_kafka._ingest import (
-    MAX_BATCH,
     Source,
     Unshippable,
     body_size,
@@ -63,11 +63,6 @@ __all__ = [
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_FATAL: Final = 2
-#: The ``code`` of LogTide's monthly-quota 429, which waiting does not cure.
-QUOTA_CODE: Final = "capability.ingestion.max_events_monthly.exceeded"
-INGEST_PATH: Final = "/api/v1/ingest"
-#: LogTide's own body limit.
-MAX_BODY_BYTES: Final = 50 * 1024 * 1024
 
 _log = logging.getLogger("logtide_kafka.shipper")
 _kafka_log = logging.getLogger("logtide_kafka.shipper.kafka")
