@@ -99,7 +99,7 @@ def shape(value: Any) -> Any:
 
 
 def entry(service: str, **changes: Any) -> dict[str, Any]:
-    fields = {
+    fields: dict[str, Any] = {
         "time": "2025-11-25T08:30:03.214Z",
         "service": service,
         "level": "info",
