@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import orjson
@@ -153,6 +154,15 @@ def test_replace_forbidden_json_replaces_exactly_the_nul_characters(value: Any) 
     replaced = orjson.loads(replace_forbidden_json(orjson.dumps(value)))
     assert replaced == _replaced(value)
     assert "\x00" not in json.dumps(replaced, ensure_ascii=False)
+
+
+def test_replace_forbidden_json_on_random_strings_of_the_tricky_characters() -> None:
+    rng = random.Random(20251125)
+    alphabet = ["\x00", "\\", "u", "0", "a", '"', "\n", REPLACEMENT_CHAR]
+    for _ in range(3_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 20)))
+        value = {text: [text, {"k": text}]}
+        assert orjson.loads(replace_forbidden_json(orjson.dumps(value))) == _replaced(value)
 
 
 def _replaced(value: Any) -> Any:
