@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +14,12 @@ import orjson
 
 from logtide_kafka._threads import start_daemon
 
-__all__ = ["COUNTERS", "MetricsServer", "ShipperMetrics"]
+__all__ = ["COUNTERS", "DEFAULT_METRICS_HOST", "MetricsServer", "ShipperMetrics"]
+
+#: Where the metrics endpoint listens by default: every IPv4 interface, so Prometheus can
+#: scrape a shipper in a container (whose loopback it cannot reach).  The endpoint serves
+#: counters and redacted error texts only.
+DEFAULT_METRICS_HOST: Final = "0.0.0.0"
 
 #: Counter name -> Prometheus help text.  Names are the keys of the JSON snapshot.
 COUNTERS: Final = {
@@ -114,11 +120,15 @@ class ShipperMetrics:
 class MetricsServer:
     """``/metrics`` (Prometheus text) and ``/metrics.json`` on a port, in a daemon thread.
 
+    ``host`` is an address or name to listen on (``::`` or another IPv6 address works too).
     Port 0 picks a free port; :attr:`port` tells which.
     """
 
-    def __init__(self, metrics: ShipperMetrics, port: int, host: str = "0.0.0.0") -> None:
-        self._httpd = http.server.ThreadingHTTPServer((host, port), _handler(metrics))
+    def __init__(
+        self, metrics: ShipperMetrics, port: int, host: str = DEFAULT_METRICS_HOST
+    ) -> None:
+        server = _Server6 if ":" in host else http.server.ThreadingHTTPServer
+        self._httpd = server((host, port), _handler(metrics))
         self._httpd.daemon_threads = True
         self._thread = start_daemon(self._httpd.serve_forever, "logtide-shipper-metrics")
 
@@ -126,9 +136,18 @@ class MetricsServer:
     def port(self) -> int:
         return int(self._httpd.server_address[1])
 
+    @property
+    def host(self) -> str:
+        """The address it listens on."""
+        return str(self._httpd.server_address[0])
+
     def close(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+class _Server6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 def _handler(metrics: ShipperMetrics) -> type[http.server.BaseHTTPRequestHandler]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from difflib import get_close_matches
 from sys import modules as _modules
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from typing_extensions import Unpack
 
@@ -15,7 +16,7 @@ from logtide_kafka._redact import DEFAULT_REDACT_KEYS, Redactor
 from logtide_kafka._routing import DEFAULT_TOPIC, Router
 from logtide_kafka.producer import LogProducer
 
-__all__ = ["PublishOptions", "Publisher"]
+__all__ = ["PublishOptions", "Publisher", "check_options"]
 
 
 class PublishOptions(TypedDict, total=False):
@@ -27,8 +28,10 @@ class PublishOptions(TypedDict, total=False):
     level_categories: Mapping[str | int, str] | None
     #: Added to every event's metadata (the event's own values win).
     fields: Mapping[str, Any] | None
-    #: Keys whose values become ``"[REDACTED]"``; default :data:`DEFAULT_REDACT_KEYS`.
+    #: Keys whose values become ``"[REDACTED]"``; replaces :data:`DEFAULT_REDACT_KEYS`.
     redact: Iterable[str]
+    #: Keys redacted besides ``redact`` (the defaults unless ``redact`` is given).
+    redact_extra: Iterable[str]
     #: Add the active OpenTelemetry span's ids (default true).
     trace_context: bool
     #: When librdkafka's queue is full: ``drop`` (default), ``block`` or ``spool``.
@@ -47,6 +50,100 @@ class PublishOptions(TypedDict, total=False):
 
 #: The options that choose the producer's :class:`DeliveryPolicy` rather than the event.
 _POLICY_OPTIONS = frozenset(DeliveryPolicy.__dataclass_fields__)
+#: The arguments the integrations take besides :class:`PublishOptions`: offered as
+#: corrections of a misspelt option too ("did you mean 'bootstrap_servers'?").
+INTEGRATION_ARGUMENTS: Final = (
+    "service",
+    "topic",
+    "bootstrap_servers",
+    "producer_config",
+    "level",
+    "ignore_formatter",
+    "exit_timeout",
+)
+
+
+def check_options(options: Mapping[str, object]) -> None:
+    """Raise ``TypeError`` for an unknown option (with the closest known name) or an
+    option of the wrong type, naming it: dictConfig and INI files pass whatever they hold,
+    and a mistake must fail at configuration time, not at the first log call."""
+    known = PublishOptions.__annotations__
+    unknown = sorted(name for name in options if name not in known)
+    if unknown:
+        hints = []
+        for name in unknown:
+            # An argument of another integration (``level`` given to the processor) is
+            # unknown here but no typo: not offered as its own correction.
+            candidates = [c for c in (*known, *INTEGRATION_ARGUMENTS) if c != name]
+            close = get_close_matches(str(name), candidates, n=1)
+            hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(hints)}")
+    for name, expected in _SCALAR_TYPES.items():
+        value = options.get(name)
+        if value is not None and not isinstance(value, expected):
+            # "trace_context": "false" from a config file would otherwise read as true.
+            raise TypeError(f"{name} must be {_TYPE_NAMES[expected]}, not {value!r}")
+    maps: dict[str, Mapping[object, object]] = {}
+    for name in ("logger_categories", "level_categories", "fields"):
+        value = options.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                f"{name} must be a mapping such as {_MAPPING_EXAMPLES[name]}, "
+                f"not {type(value).__name__} {value!r}"
+            )
+        maps[name] = value
+    for name, mapping in maps.items():
+        if name == "fields":
+            continue  # any keys (made str) and values
+        for key, item in mapping.items():
+            if not isinstance(item, str):
+                raise TypeError(
+                    f"{name}[{key!r}] must be a category name (str), "
+                    f"not {type(item).__name__} {item!r}"
+                )
+
+
+_SCALAR_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
+    "trace_context": bool,
+    "block_timeout": (int, float),
+    "warn_interval": (int, float),
+    "spool_max_bytes": int,
+}
+_TYPE_NAMES: Final[dict[type | tuple[type, ...], str]] = {
+    bool: "true or false",
+    (int, float): "a number of seconds",
+    int: "an int",
+}
+_MAPPING_EXAMPLES: Final = {
+    "logger_categories": '{"sqlalchemy": "infrastructure"}',
+    "level_categories": '{"CRITICAL": "security"}',
+    "fields": '{"environment": "production"}',
+}
+
+
+def redact_keys(options: PublishOptions) -> tuple[str, ...]:
+    """The keys to redact, checked: ``redact`` (else the defaults) plus ``redact_extra``."""
+    return _keys("redact", options.get("redact", DEFAULT_REDACT_KEYS)) + _keys(
+        "redact_extra", options.get("redact_extra", ())
+    )
+
+
+def _keys(name: str, value: object) -> tuple[str, ...]:
+    """A key, or an iterable of keys (str), as a tuple."""
+    if isinstance(value, str):  # redact="password" would otherwise mean p, a, s, …
+        return (value,)
+    if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"{name} must be a list of metadata keys such as ['card_number'], "
+            f"not {type(value).__name__} {value!r}"
+        )
+    keys = tuple(value)
+    for key in keys:
+        if not isinstance(key, str):
+            raise TypeError(f"{name} must hold metadata keys (str), not {key!r}")
+    return keys
 
 
 class Publisher:
@@ -66,9 +163,9 @@ class Publisher:
     ) -> None:
         """Check the options, then take the producer for their delivery policy from
         ``make_producer``: a mistake raises before any Kafka client exists."""
-        unknown = set(options) - set(PublishOptions.__annotations__)
-        if unknown:  # dictConfig passes whatever the config holds: name the typo
-            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        check_options(options)
+        if not isinstance(topic, str):
+            raise TypeError(f"topic must be a topic name (str), not {type(topic).__name__}")
         self._router = Router(
             topic, options.get("logger_categories"), options.get("level_categories")
         )
@@ -76,7 +173,7 @@ class Publisher:
         self._fixed = self._router.fixed
         fields = options.get("fields") or {}
         self._fields = tuple((str(key), value) for key, value in fields.items())
-        redactor = Redactor(options.get("redact", DEFAULT_REDACT_KEYS))
+        redactor = Redactor(redact_keys(options))
         self._redact = redactor.redact if redactor.keys else None
         self._trace_context = options.get("trace_context", True)
         chosen: dict[str, Any] = {k: v for k, v in options.items() if k in _POLICY_OPTIONS}

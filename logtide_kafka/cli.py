@@ -2,7 +2,10 @@
 
 Subcommands: ``topics apply``, ``ship``, ``lag``, ``send``, ``tail``.  Expected failures
 (an unreachable broker, a missing file or topic, a missing setting) print one line on
-stderr and exit 2, without a traceback.  The LogTide API key is never printed.
+stderr and exit 2, without a traceback.  Every command logs the ``logtide_kafka`` loggers
+to stderr (``--log-level``, ``--log-format``) and takes librdkafka settings
+(``--command-config FILE``, ``-X key=value``).  Neither the LogTide API key nor a secret
+client setting is ever printed.
 """
 
 from __future__ import annotations
@@ -19,12 +22,22 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, NoReturn
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 import logtide_kafka
+from logtide_kafka._clientconfig import ClientConfig, ConfigError, load_client_config, parse_setting
+from logtide_kafka._clilog import LOG_FORMATS, LOG_LEVELS, cli_logging, scrubber
 from logtide_kafka._contract import LEVELS
 from logtide_kafka._event import normalize_level
+from logtide_kafka._metrics import DEFAULT_METRICS_HOST
 from logtide_kafka._routing import DEFAULT_TOPIC, TOPICS
 from logtide_kafka.lag import LagError, measure, render_json, render_prometheus, render_table
 from logtide_kafka.producer import CLIENT_LOGGER
@@ -60,19 +73,42 @@ class CliError(Exception):
 
 
 def _brokers(args: argparse.Namespace) -> str:
-    return str(args.brokers or os.environ.get("KAFKA_BROKERS") or DEFAULT_BROKERS)
+    client: ClientConfig = args.client
+    return str(
+        args.brokers
+        or client.get("bootstrap.servers")
+        or os.environ.get("KAFKA_BROKERS")
+        or DEFAULT_BROKERS
+    )
+
+
+def _settings(args: argparse.Namespace) -> dict[str, str]:
+    """The ``--command-config`` and ``-X`` settings, minus the address (see :func:`_brokers`)."""
+    client: ClientConfig = args.client
+    return client.without("bootstrap.servers")
 
 
 def _admin(args: argparse.Namespace) -> AdminClient:
-    return admin_client(_brokers(args))
+    errors: list[str] = args.client_errors
+
+    def on_error(error: KafkaError) -> None:
+        # "all brokers down" says less than the error before it (authentication, TLS).
+        if error.code() != KafkaError._ALL_BROKERS_DOWN:
+            errors.append(error.str())
+
+    return admin_client(_brokers(args), **_settings(args), error_cb=on_error)
 
 
 def _metadata(args: argparse.Namespace, admin: Any, topic: str | None = None) -> Any:
-    """Cluster metadata, or a CliError naming the brokers that could not be reached."""
+    """Cluster metadata, or a CliError naming the brokers that could not be reached and,
+    when the client said, why (a refused password, an untrusted certificate)."""
     try:
         return admin.list_topics(topic, timeout=args.timeout)
     except KafkaException as exc:
-        raise CliError(f"cannot reach Kafka at {_brokers(args)}: {_kafka_text(exc)}") from exc
+        admin.poll(0)  # serves the client's error reports (and its log lines)
+        errors: list[str] = args.client_errors
+        why = f" ({errors[-1]})" if errors else ""
+        raise CliError(f"cannot reach Kafka at {_brokers(args)}: {_kafka_text(exc)}{why}") from exc
 
 
 def _kafka_text(exc: KafkaException) -> str:
@@ -106,6 +142,13 @@ def _level(text: str) -> str:
     if not known:
         raise argparse.ArgumentTypeError(f"unknown level {text!r} (use {', '.join(LEVEL_ORDER)})")
     return name
+
+
+def _setting(text: str) -> tuple[str, str]:
+    try:
+        return parse_setting(text)
+    except ConfigError as exc:  # argparse would echo the argument, value included
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _field(text: str) -> tuple[str, Any]:
@@ -187,12 +230,14 @@ def _cmd_ship(args: argparse.Namespace) -> int:
         "request_timeout": args.request_timeout,
         "max_backoff": args.max_backoff,
         "metrics_port": args.metrics_port,
+        "metrics_host": args.metrics_host,
     }
     try:
         config = ShipperConfig(
             brokers=_brokers(args),
             api_url=api_url,
             api_key=api_key,
+            consumer_config=_settings(args),
             **{key: value for key, value in options.items() if value is not None},
         )
         return int(run_shipper(config))
@@ -241,7 +286,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     logtide_kafka.configure(
         brokers,
         topic=args.topic,
-        producer_config={"message.timeout.ms": int(args.timeout * 1000)},
+        producer_config={"message.timeout.ms": int(args.timeout * 1000), **_settings(args)},
         exit_timeout=1.0,
     )
     started = time.monotonic()
@@ -335,11 +380,13 @@ def format_event(event: dict[str, Any], *, color: bool = False) -> str:
 def _cmd_tail(args: argparse.Namespace) -> int:
     metadata = _metadata(args, _admin(args))
     topics = _resolve_topics(args, metadata)
+    settings = _settings(args)
     consumer = Consumer(
         {
+            **settings,
             "bootstrap.servers": _brokers(args),
             # Partitions are assigned, not subscribed: no group joins, nothing is committed.
-            "group.id": f"logtide-kafka-tail-{uuid.uuid4().hex}",
+            "group.id": settings.get("group.id") or f"logtide-kafka-tail-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "logger": logging.getLogger(CLIENT_LOGGER),
         }
@@ -410,6 +457,37 @@ def _connection_options() -> _Parser:
         metavar="SECONDS",
         help="how long to wait for the cluster (default: 10)",
     )
+    client = common.add_argument_group(
+        "client settings", "librdkafka settings (security and more), as Kafka's tools and kcat"
+    )
+    client.add_argument(
+        "--command-config",
+        metavar="FILE",
+        help="a Java-properties file of librdkafka settings (key=value lines)",
+    )
+    client.add_argument(
+        "-X",
+        dest="settings",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a librdkafka setting, over those of --command-config (repeatable)",
+    )
+    logs = common.add_argument_group("logging", "log lines go to stderr")
+    logs.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default="info",
+        help="the lowest level shown (default: info)",
+    )
+    logs.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text lines, or one JSON object per line (default: text)",
+    )
     return common
 
 
@@ -467,6 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--request-timeout", type=_positive, metavar="SECONDS")
     ship.add_argument("--max-backoff", type=_positive, metavar="SECONDS")
     ship.add_argument("--metrics-port", type=int, metavar="PORT", help="serve metrics here")
+    ship.add_argument(
+        "--metrics-host",
+        metavar="ADDRESS",
+        help=f"the address the metrics endpoint listens on (default: {DEFAULT_METRICS_HOST}, "
+        "every interface; 127.0.0.1 keeps it local)",
+    )
 
     lag = command("lag", _cmd_lag, "consumer-group lag and pipeline health")
     lag.add_argument(
@@ -524,21 +608,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     name = " ".join(part for part in (args.command, getattr(args, "topics_command", None)) if part)
-    run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return run(args)
-    except CliError as exc:
+        args.client = load_client_config(args.command_config, args.settings)
+        args.client_errors = []
+    except ConfigError as exc:
         print(f"{PROG} {name}: error: {exc}", file=sys.stderr)
-    except KafkaException as exc:
-        print(
-            f"{PROG} {name}: error: Kafka at {_brokers(args)}: {_kafka_text(exc)}", file=sys.stderr
-        )
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # output piped into `head`: stop quietly, like other tools
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return EXIT_ERROR
+    secrets = [*args.client.secrets(), *_api_keys(args)]
+    scrub = scrubber(secrets)
+    run: Callable[[argparse.Namespace], int] = args.run
+    with cli_logging(args.log_level, args.log_format, secrets):
+        try:
+            return run(args)
+        except CliError as exc:
+            error = str(exc)
+        except KafkaException as exc:
+            error = _kafka_error(args, exc)
+        except KeyboardInterrupt:
+            return 130
+        except BrokenPipeError:  # output piped into `head`: stop quietly, like other tools
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
+    print(f"{PROG} {name}: error: {scrub(error)}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def _api_keys(args: argparse.Namespace) -> list[str]:
+    """The LogTide API key a command may hold, to keep it out of every line."""
+    return [
+        key for key in (getattr(args, "api_key", None), os.environ.get("LOGTIDE_API_KEY")) if key
+    ]
+
+
+def _kafka_error(args: argparse.Namespace, exc: KafkaException) -> str:
+    error: Any = exc.args[0] if exc.args else None
+    if hasattr(error, "code") and error.code() == KafkaError._INVALID_ARG:
+        return f"invalid client setting: {_kafka_text(exc)}"  # from --command-config or -X
+    return f"Kafka at {_brokers(args)}: {_kafka_text(exc)}"
 
 
 if __name__ == "__main__":

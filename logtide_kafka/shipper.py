@@ -46,7 +46,7 @@ from logtide_kafka._ingest import (
     encode_entry,
     normalize,
 )
-from logtide_kafka._metrics import MetricsServer, ShipperMetrics
+from logtide_kafka._metrics import DEFAULT_METRICS_HOST, MetricsServer, ShipperMetrics
 
 __all__ = [
     "EXIT_ERROR",
@@ -95,7 +95,7 @@ class ShipperConfig:
     ``topics``: names, or regular expressions when they start with ``^`` (``^logs\\.``).
     ``consumer_config``: extra librdkafka settings (security…), for the consumer and,
     minus consumer-only keys, the dead-letter producer.  ``metrics_port``: serve
-    ``/metrics`` and ``/metrics.json`` there (0: any free port).
+    ``/metrics`` and ``/metrics.json`` there (0: any free port), on ``metrics_host``.
     """
 
     brokers: str
@@ -110,6 +110,7 @@ class ShipperConfig:
     request_timeout: float = 30.0
     max_backoff: float = 30.0
     metrics_port: int | None = None
+    metrics_host: str = DEFAULT_METRICS_HOST
     # Hidden from repr: it may hold sasl.password and other credentials.
     consumer_config: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -250,7 +251,8 @@ class Shipper:
     def _open(self) -> None:
         config = self.config
         if config.metrics_port is not None:
-            self._server = MetricsServer(self._metrics, config.metrics_port)
+            self._server = MetricsServer(self._metrics, config.metrics_port, config.metrics_host)
+            _log.info("metrics on %s port %d", config.metrics_host, self._server.port)
         shared = {
             key: value
             for key, value in config.consumer_config.items()

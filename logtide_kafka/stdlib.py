@@ -61,10 +61,12 @@ class KafkaHandler(logging.Handler):
     and the values of ``redact`` keys are replaced by ``"[REDACTED]"`` at any depth.
 
     The message is ``record.getMessage()``, or the output of the handler's formatter when
-    one is set.  ``extra=`` fields go to ``metadata`` (they win over the built-in keys),
-    as does an exception's type, message and formatted stack.  Records from the library's
-    own loggers (``logtide_kafka.*``, which carry librdkafka's messages), and records
-    logged while this handler is emitting on the same thread, are never sent.
+    one is set, unless ``ignore_formatter=True`` (for a formatter that ``basicConfig`` or
+    an INI file gave it).  ``extra=`` fields go to ``metadata`` (they win over the
+    built-in keys), as does an exception's type, message and formatted stack.  Records
+    from the library's own loggers (``logtide_kafka.*``, which carry librdkafka's
+    messages), and records logged while this handler is emitting on the same thread, are
+    never sent.
     """
 
     def __init__(
@@ -74,8 +76,15 @@ class KafkaHandler(logging.Handler):
         bootstrap_servers: str | None = None,
         producer_config: Mapping[str, Any] | None = None,
         level: int | str = logging.NOTSET,
+        *,
+        ignore_formatter: bool = False,
         **options: Unpack[PublishOptions],
     ) -> None:
+        if not isinstance(ignore_formatter, bool):
+            raise TypeError(f"ignore_formatter must be true or false, not {ignore_formatter!r}")
+        #: Whether the message is always ``record.getMessage()``, whatever formatter
+        #: ``basicConfig``, an INI file or a framework gave the handler.
+        self.ignore_formatter = ignore_formatter
         self.service = normalize_service(service)
         self._key = self.service.encode()
         self._publisher = Publisher(
@@ -147,15 +156,16 @@ class KafkaHandler(logging.Handler):
             "thread": record.threadName,
             "process": record.process,
         }
+        formatter = None if self.ignore_formatter else self.formatter
         try:
-            if self.formatter is None:
+            if formatter is None:
                 message = record.getMessage()
             else:
                 message = self.format(record)
                 if message.__class__ is not str:  # a custom formatter's odd return value
                     message = safe_str(message)
         except Exception as exc:
-            if self.formatter is not None and _message_works(record):
+            if formatter is not None and _message_works(record):
                 raise  # the formatter itself is broken: emit() counts it, handleError()
             # ``logger.info("%s %s", x)``, or an argument whose __str__ raises: keep the
             # event, say what went wrong.
@@ -174,9 +184,7 @@ class KafkaHandler(logging.Handler):
                     metadata[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             if not record.exc_text:
-                record.exc_text = (self.formatter or _DEFAULT_FORMATTER).formatException(
-                    record.exc_info
-                )
+                record.exc_text = (formatter or _DEFAULT_FORMATTER).formatException(record.exc_info)
             metadata["exception"] = describe_exception(record.exc_info, record.exc_text)
         if record.stack_info:
             metadata["stack_info"] = record.stack_info

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import urllib.parse
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from logtide_server import LogTideServer, quota_exceeded, server_error
 
 import logtide_kafka
 from logtide_kafka import shipper
+from logtide_kafka._metrics import MetricsServer, ShipperMetrics
 from logtide_kafka.cli import format_event, main
 from logtide_kafka.testing import create_topics, event_problems
 from logtide_kafka.topics import admin_client
@@ -371,3 +378,306 @@ def test_lag_json_and_prometheus_and_exit_code(kafka_bootstrap: str, topic: str)
         lines
     )
     assert "# TYPE logtide_kafka_group_lag gauge" in lines
+
+
+# -- client settings, logging and the metrics host (no broker) -------------------------------
+
+EVERY_COMMAND = [["topics", "apply"], ["ship"], ["lag"], ["send"], ["tail"]]
+KAFKA_SECRET = "sasl-pw-NEVER-SHOWN-4d1e"
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND)
+def test_every_command_takes_client_settings_and_log_options(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    for option in ("--command-config FILE", "-X KEY=VALUE", "--log-level", "--log-format"):
+        assert option in out
+
+
+@pytest.fixture
+def fake_shipper(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """``run_shipper`` replaced: records its config, logs like the shipper, returns 0."""
+    seen: list[Any] = []
+
+    def fake_run(config: Any, *, handle_signals: bool = True) -> int:
+        seen.append(config)
+        log = logging.getLogger("logtide_kafka.shipper")
+        log.info("shipping (fake)")
+        log.warning("LogTide answered 500; retry 1 in 0.5 s")
+        password = config.consumer_config.get("sasl.password", "")
+        log.error("stopped shipping: key %s, password %s", config.api_key, password)
+        logging.getLogger("logtide_kafka.client").error("librdkafka chatter")
+        return 0
+
+    monkeypatch.setattr(shipper, "run_shipper", fake_run)
+    monkeypatch.setenv("LOGTIDE_API_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("LOGTIDE_API_KEY", SECRET)
+    monkeypatch.delenv("KAFKA_BROKERS", raising=False)
+    return seen
+
+
+def test_ship_takes_the_properties_file_and_dash_x(
+    fake_shipper: list[Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    properties = tmp_path / "client.properties"
+    properties.write_text(
+        "# what kafka-consumer-groups.sh --command-config reads\n"
+        "bootstrap.servers=kafka-1:9093\n"
+        "security.protocol=SASL_SSL\n"
+        "sasl.mechanism=SCRAM-SHA-512\n"
+        "sasl.username=alice\n"
+        f"sasl.password={KAFKA_SECRET}\n"
+        "session.timeout.ms=45000\n"
+    )
+    args = ["ship", "--command-config", str(properties), "-X", "session.timeout.ms=10000"]
+    assert main([*args, "-X", "client.id=restarted"]) == 0
+    [config] = fake_shipper
+    assert config.brokers == "kafka-1:9093"  # from the file, as Kafka's tools read it
+    assert dict(config.consumer_config) == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "alice",
+        "sasl.password": KAFKA_SECRET,
+        "session.timeout.ms": "10000",  # -X wins over the file
+        "client.id": "restarted",
+    }
+    assert config.metrics_host == "0.0.0.0"  # the documented default
+    err = capsys.readouterr().err
+    assert KAFKA_SECRET not in err
+    assert SECRET not in err
+    assert "password [REDACTED]" in err
+
+    assert main([*args, "--brokers", "kafka-2:9093", "--metrics-host", "127.0.0.1"]) == 0
+    assert (fake_shipper[1].brokers, fake_shipper[1].metrics_host) == ("kafka-2:9093", "127.0.0.1")
+
+
+_TEXT_LINE = _TIME + r" (DEBUG|INFO|WARNING|ERROR|CRITICAL) logtide_kafka[.\w]*: .*"
+
+
+def test_ship_logs_to_stderr_as_text(
+    fake_shipper: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root_handlers = list(logging.getLogger().handlers)
+    package = logging.getLogger("logtide_kafka")
+    handlers, level = list(package.handlers), package.level
+    assert main(["ship"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert all(re.fullmatch(_TEXT_LINE, line) for line in lines), lines
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "INFO logtide_kafka.shipper: shipping (fake)",
+        "WARNING logtide_kafka.shipper: LogTide answered 500; retry 1 in 0.5 s",
+        "ERROR logtide_kafka.shipper: stopped shipping: key [REDACTED], password ",
+    ]  # librdkafka's chatter on logtide_kafka.client only shows at --log-level debug
+    # Only the package's logger was touched, and only while the command ran.
+    assert logging.getLogger().handlers == root_handlers
+    assert (package.handlers, package.level) == (handlers, level)
+
+
+def test_ship_logs_json_lines_at_the_chosen_level(
+    fake_shipper: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ship", "--log-format", "json", "--log-level", "WARNING"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(r["level"], r["logger"]) for r in records] == [
+        ("WARNING", "logtide_kafka.shipper"),
+        ("ERROR", "logtide_kafka.shipper"),
+    ]
+    assert all(set(r) == {"time", "level", "logger", "message"} for r in records)
+    assert all(re.fullmatch(_TIME, r["time"]) for r in records)
+    assert records[1]["message"] == "stopped shipping: key [REDACTED], password "
+
+    assert main(["ship", "--log-level", "debug"]) == 0
+    err = capsys.readouterr().err
+    assert "ERROR logtide_kafka.client: librdkafka chatter" in err
+    assert main(["ship", "--log-level", "error"]) == 0
+    assert [line.split(" ")[1] for line in capsys.readouterr().err.splitlines()] == ["ERROR"]
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND)
+def test_a_bad_settings_file_is_one_line_naming_file_and_line(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    properties = tmp_path / "client.properties"
+    properties.write_text(f"security.protocol=SASL_SSL\n\n{KAFKA_SECRET}\n")
+    assert main([*command, "--command-config", str(properties)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line == (
+        f"logtide-kafka {' '.join(command)}: error: {properties}, line 3: "
+        "a key without a value (expected key=value)"
+    )
+    missing = tmp_path / "missing.properties"
+    assert main([*command, "--command-config", str(missing)]) == 2
+    assert f"cannot read {missing}: No such file" in _one_error_line(capsys.readouterr().err)
+
+
+def test_a_bad_dash_x_never_echoes_the_value(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("sasl.password", f"={KAFKA_SECRET}"):
+        with pytest.raises(SystemExit) as exited:
+            main(["lag", "-X", bad])
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument -X: expected KEY=VALUE" in err
+        assert KAFKA_SECRET not in err
+        assert "sasl.password" not in err.split("error:")[1]
+
+
+@pytest.mark.parametrize(
+    ("setting", "reason"),
+    [
+        ("no.such.property=1", 'No such configuration property: "no.such.property"'),
+        ("security.protocol=SASL_TLS", 'Invalid value "SASL_TLS" for configuration property'),
+    ],
+)
+def test_an_invalid_librdkafka_setting_is_one_line(
+    setting: str, reason: str, dead_bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["lag", "--brokers", dead_bootstrap, "-X", f"sasl.password={KAFKA_SECRET}"]
+    assert main([*args, "-X", setting, "--timeout", "1"]) == 2
+    err = capsys.readouterr().err
+    line = _one_error_line(err)
+    assert line.startswith("logtide-kafka lag: error: invalid client setting: ")
+    assert reason in line
+    assert KAFKA_SECRET not in err
+
+
+def _listening_address(server: Any) -> tuple[str, int]:
+    host, port = server._httpd.socket.getsockname()[:2]
+    return str(host), int(port)
+
+
+def _get(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return int(response.status)
+
+
+@pytest.mark.parametrize(
+    ("host", "bound"), [(None, "0.0.0.0"), ("127.0.0.1", "127.0.0.1"), ("localhost", "127.0.0.1")]
+)
+def test_the_metrics_endpoint_binds_where_asked(host: str | None, bound: str) -> None:
+    metrics = ShipperMetrics()
+    server = MetricsServer(metrics, 0) if host is None else MetricsServer(metrics, 0, host)
+    try:
+        # What the kernel bound, not what was asked for.
+        assert _listening_address(server) == (bound, server.port)
+        assert server.host == bound
+        assert _get(f"http://127.0.0.1:{server.port}/metrics") == 200
+    finally:
+        server.close()
+
+
+def test_the_metrics_endpoint_listens_on_ipv6_when_asked() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python")
+    try:
+        server = MetricsServer(ShipperMetrics(), 0, "::1")
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    try:
+        assert _listening_address(server) == ("::1", server.port)
+        assert _get(f"http://[::1]:{server.port}/metrics.json") == 200
+        with pytest.raises(ConnectionRefusedError):  # IPv6 only: the IPv4 loopback is not served
+            socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    finally:
+        server.close()
+
+
+# -- ship speaks: a subprocess against a real broker and a LogTide ---------------------------
+
+
+def _real_logtide() -> str:
+    """The real LogTide's URL (``LOGTIDE_API_URL``), or skip saying why."""
+    url = os.environ.get("LOGTIDE_API_URL")
+    if not url:
+        pytest.skip("no real LogTide: LOGTIDE_API_URL is not set (../shared/logtide/up.sh)")
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.hostname not in {"127.0.0.1", "localhost"}:
+        pytest.skip(f"LOGTIDE_API_URL {url} is not on this machine")
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 80), timeout=2).close()
+    except OSError as exc:
+        pytest.skip(f"the real LogTide at {url} is not reachable: {exc}")
+    return url
+
+
+def _events_on(kafka_bootstrap: str, topic: str, service: str, count: int) -> None:
+    logtide_kafka.configure(kafka_bootstrap, topic=topic)
+    for seq in range(count):
+        assert logtide_kafka.send_log("info", f"event {seq}", service, seq=seq)
+    assert logtide_kafka.flush(30) == 0
+
+
+def _ship_args(kafka_bootstrap: str, topic: str, url: str) -> list[str]:
+    group = f"cli-ship-{uuid.uuid4().hex[:8]}"
+    return ["ship", "--brokers", kafka_bootstrap, "--topic", topic, "--group", group,
+            "--dlq-topic", f"{topic}.dlq", "--api-url", url]  # fmt: skip
+
+
+@pytest.mark.parametrize("sink", ["real-logtide", "test-server"])
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_ship_with_a_wrong_key_says_so_on_stderr(
+    kafka_bootstrap: str, topic: str, service: str, sink: str, log_format: str
+) -> None:
+    _events_on(kafka_bootstrap, topic, service, 3)
+    wrong = f"lp_wrong_{uuid.uuid4().hex}"
+    with LogTideServer(api_key="the-right-key") as server:
+        url = _real_logtide() if sink == "real-logtide" else server.url
+        args = _ship_args(kafka_bootstrap, topic, url)
+        result = _cli(*args, "--log-format", log_format, LOGTIDE_API_KEY=wrong)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert wrong not in result.stderr
+    assert "Traceback" not in result.stderr
+    if log_format == "json":
+        records = [json.loads(line) for line in result.stderr.splitlines()]
+        errors = [r["message"] for r in records if r["level"] == "ERROR"]
+    else:
+        errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    # One line, naming the cause.
+    assert len(errors) == 1, result.stderr
+    assert "stopped shipping: LogTide refused the API key (401" in errors[0]
+    assert "nothing was committed" in errors[0]
+
+
+def test_ship_stopped_by_the_quota_says_so_in_one_line(
+    kafka_bootstrap: str, topic: str, service: str
+) -> None:
+    _events_on(kafka_bootstrap, topic, service, 3)
+    with LogTideServer(api_key=SECRET) as server:
+        server.script(quota_exceeded(), times=5)
+        result = _cli(*_ship_args(kafka_bootstrap, topic, server.url), LOGTIDE_API_KEY=SECRET)
+    assert result.returncode == 2, result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, result.stderr
+    assert "stopped shipping: LogTide's monthly event quota is exhausted (429" in errors[0]
+
+
+def test_ship_logs_its_retries_to_stderr(kafka_bootstrap: str, topic: str, service: str) -> None:
+    _events_on(kafka_bootstrap, topic, service, 5)
+    with LogTideServer(api_key=SECRET) as server:
+        server.script(server_error(503), times=2)
+        ship = subprocess.Popen(
+            [sys.executable, "-m", "logtide_kafka.cli",
+             *_ship_args(kafka_bootstrap, topic, server.url), "--max-backoff", "0.2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_env(LOGTIDE_API_KEY=SECRET),
+        )  # fmt: skip
+        try:
+            shipped = server.wait_for(lambda s: s.accepted_count >= 5, timeout=60)
+        finally:
+            ship.send_signal(signal.SIGTERM)
+            out, err = ship.communicate(timeout=60)
+    assert shipped, err
+    assert ship.returncode == 0, err
+    assert SECRET not in out + err
+    lines = err.splitlines()
+    assert all(re.fullmatch(_TEXT_LINE, line) for line in lines), err
+    retries = [line for line in lines if " WARNING logtide_kafka.shipper: " in line]
+    assert retries, err
+    assert any("503" in line for line in retries), retries
+    assert any(" INFO logtide_kafka.shipper: shipping " in line for line in lines), err
