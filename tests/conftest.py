@@ -141,6 +141,8 @@ def _logtide_problem(url: str, key: str) -> str | None:
         with urllib.request.urlopen(request, timeout=5) as response:
             response.read()
     except urllib.error.HTTPError as exc:
+        if exc.code == 429:  # rate limited: LogTide checks the key first, so it is good
+            return None
         return f"{url} answered {exc.code} to an authenticated read"
     except (OSError, ValueError) as exc:
         return f"{url} is unreachable ({exc})"

@@ -186,7 +186,7 @@ def test_the_test_server_answers_as_logtide_does(
     assert ours.status == real.status, (real.body, ours.body)
     assert shape(ours.body) == shape(real.body), (real.body, ours.body)
     if isinstance(real.body, dict):
-        for same in ("code", "error", "details"):
+        for same in ("code", "error", "details", "received"):
             assert ours.body.get(same) == real.body.get(same), same
         if real.status in (401, 413, 415, 500) or "code" in real.body:
             assert ours.body.get("message") == real.body.get("message")
