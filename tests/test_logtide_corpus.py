@@ -48,8 +48,9 @@ def _comparable(event: dict[str, Any]) -> bytes:
 
 
 def test_every_event_of_the_bad_input_corpus_is_stored_as_written(
-    kafka_bootstrap: str, topic: str, logtide: LogTide
+    logtide: LogTide, kafka_bootstrap: str, topic: str
 ) -> None:
+    # ``logtide`` first: without a server the test skips before a broker is started.
     service = f"corpus-{uuid.uuid4().hex[:10]}"
     logger = logging.getLogger(f"corpus.{service}")
     logger.setLevel(1)

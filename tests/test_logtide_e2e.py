@@ -271,8 +271,9 @@ def library_written(bootstrap: str, topic: str, ends: dict[int, int]) -> list[di
 
 
 def test_every_event_is_stored_by_logtide_or_dead_lettered_and_no_partition_stalls(
-    kafka_bootstrap: str, logtide: LogTide
+    logtide: LogTide, kafka_bootstrap: str
 ) -> None:
+    # ``logtide`` first: without a server the test skips before a broker is started.
     run = uuid.uuid4().hex[:8]
     topic, dlq = f"logs.e2e-{run}", f"logs.e2e-dlq-{run}"
     create_topics(kafka_bootstrap, [topic, dlq], partitions=3)
