@@ -129,6 +129,9 @@ class LogTideServer:
     ``rate_window`` seconds, then 429 (LogTide's default is 1000 a minute; here it is
     unlimited unless given, so benchmarks are not throttled, but the headers are always
     sent).  Scripted answers (:meth:`script`) come after the key check, as faults would.
+    ``fault(entries)``: a response (say a 500) given instead of processing a valid batch,
+    for poison-entry tests (a U+0000 gets LogTide's real 500 without it).  ``down``: when
+    set, the answer to every request, before anything else (an outage).
     ``record=False`` keeps only :attr:`accepted_count` (benchmarks).
 
     There is no partial acceptance: a 200 stores every entry of the batch, and its body is
@@ -145,6 +148,7 @@ class LogTideServer:
         rate_limit: int | None = None,
         rate_window: float = RATE_WINDOW,
         record: bool = True,
+        fault: Callable[[list[dict[str, Any]]], Scripted | None] | None = None,
     ) -> None:
         self.api_key = api_key
         self.body_limit = body_limit
@@ -153,6 +157,8 @@ class LogTideServer:
         self.rate_limit = rate_limit
         self.rate_window = rate_window
         self.record = record
+        self.fault = fault
+        self.down: Scripted | None = None
         self._window_start = time.monotonic()
         self._window_count = 0
         self._accepted_count = 0
@@ -279,6 +285,9 @@ class LogTideServer:
         if details is not None:  # all or nothing, as LogTide does
             count = len(logs) if isinstance(logs, list) else 0
             return Scripted(400, {"error": "Validation error", "details": details}), count, []
+        faulty = self.fault(logs) if self.fault is not None else None
+        if faulty is not None:
+            return faulty, len(logs), []
         nul = _nul_error(logs)
         if nul is not None:  # the batch reached PostgreSQL, which refused it whole
             code, message = nul
@@ -406,6 +415,9 @@ def _handler_for(server: LogTideServer) -> type[BaseHTTPRequestHandler]:
 
         def _before_body(self, length: int, kind: str) -> tuple[Scripted | None, dict[str, str]]:
             """What is answered before the body is parsed, in LogTide's order."""
+            down = server.down
+            if down is not None:  # an outage answers everything alike
+                return down, {}
             if self.path != INGEST_PATH:
                 return Scripted(404, {"error": "Not Found"}), {}
             key = self.headers.get("X-API-Key")
