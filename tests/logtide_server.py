@@ -76,11 +76,9 @@ class Scripted:
     close: bool = False
 
 
-def server_error(status: int = 500) -> Scripted:
-    """A 5xx in Fastify's error shape."""
-    names = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
-    name = names.get(status, "Internal Server Error")
-    return Scripted(status, _fastify_error(status, name, name))
+def server_error(status: int = 500, error: str = "Internal Server Error") -> Scripted:
+    """A 5xx in Fastify's error shape (``error`` is the text the shipper reports)."""
+    return Scripted(status, _fastify_error(status, error, error))
 
 
 def rate_limited(retry_after: float | None = 1) -> Scripted:
