@@ -30,7 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from logtide_kafka._ingest import MAX_BATCH, Source, encode_body
+from logtide_kafka._contract import MAX_BATCH
+from logtide_kafka._ingest import Source, encode_body
 from logtide_kafka._logtide_client import Kind, LogTideClient, Outcome, retry_delay
 from logtide_kafka._metrics import ShipperMetrics
 

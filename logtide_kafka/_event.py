@@ -7,7 +7,6 @@ as a log entry as it is (see ``docs/event-schema.md``).
 from __future__ import annotations
 
 import math
-import re
 import socket
 import time
 from collections.abc import Mapping
@@ -15,6 +14,16 @@ from types import TracebackType
 from typing import Any, Final, TypeAlias
 
 import orjson
+
+from logtide_kafka._contract import (
+    LEVEL_SET,
+    MAX_SERVICE_LEN,
+    OTEL_SPAN_ID,
+    OTEL_TRACE_ID,
+    WRITTEN_TIME_PATTERN,
+    cut_utf16,
+    replace_forbidden,
+)
 
 __all__ = [
     "ENCODE_ERRORS",
@@ -40,7 +49,6 @@ __all__ = [
     "truncation_mark",
 ]
 
-MAX_SERVICE_LEN: Final = 100
 EMPTY_MESSAGE: Final = "(empty message)"
 UNKNOWN_SERVICE: Final = "unknown"
 HOSTNAME: Final = socket.gethostname()
@@ -69,11 +77,8 @@ LEVEL_ALIASES: Final = {
     "emergency": "critical",
     "panic": "critical",
 }
-_HEX16: Final = re.compile(r"[0-9a-f]{16}")
-_HEX32: Final = re.compile(r"[0-9a-f]{32}")
 #: The first UNIX time whose year has five digits, which the schema cannot express.
 _YEAR_10000: Final = 253_402_300_800.0
-_TIME_TEXT: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 # Nesting deeper than this is cut while repairing, well inside orjson's own 254-level limit.
 _MAX_DEPTH: Final = 32
 
@@ -113,12 +118,15 @@ def normalize_level(level: str | int) -> tuple[str, bool]:
 
 
 def normalize_service(service: object) -> str:
-    """Coerce a service name to LogTide's 1-100 characters (``unknown`` when empty)."""
+    """Coerce a service name to LogTide's 1-100 UTF-16 code units (``unknown`` when empty).
+
+    Longer names are cut to 100 units, never inside a surrogate pair (50 emoji fit, not
+    100); U+0000, which LogTide cannot store, becomes U+FFFD."""
     text = service if isinstance(service, str) else safe_str(service)
     text = _valid_text(text.strip())  # it is also the message key: it must encode
     if not text:
         return UNKNOWN_SERVICE
-    return text[:MAX_SERVICE_LEN]
+    return cut_utf16(replace_forbidden(text), MAX_SERVICE_LEN)
 
 
 _MILLIS: Final = tuple(f".{n:03d}Z" for n in range(1000))
@@ -170,10 +178,10 @@ def make_event(
         "metadata": metadata,
     }
     trace_id = metadata.get("trace_id")
-    if trace_id.__class__ is str and _HEX32.fullmatch(trace_id):
+    if trace_id.__class__ is str and OTEL_TRACE_ID.fullmatch(trace_id):
         event["trace_id"] = metadata.pop("trace_id")
         span_id = metadata.get("span_id")
-        if isinstance(span_id, str) and _HEX16.fullmatch(span_id):
+        if isinstance(span_id, str) and OTEL_SPAN_ID.fullmatch(span_id):
             event["span_id"] = metadata.pop("span_id")
     return event
 
@@ -181,7 +189,7 @@ def make_event(
 def _other_time(created: object, metadata: dict[str, Any]) -> str:
     """The event time from anything but a plain float in range (the usual case)."""
     if isinstance(created, str):
-        if _TIME_TEXT.fullmatch(created):
+        if WRITTEN_TIME_PATTERN.fullmatch(created):
             return created
     elif (
         isinstance(created, (int, float))
@@ -317,7 +325,6 @@ MAX_DROPPED_NAMES: Final = 10
 _DROPPED_NAME_CHARS: Final = 64
 #: Metadata keys never dropped to make room: the schema requires ``hostname``.
 _KEPT: Final = frozenset({"hostname", TRUNCATED_KEY})
-_LEVEL_NAMES: Final = frozenset(name for _, name in _LEVELS) | {"debug"}
 
 
 def truncation_mark(removed: int) -> str:
@@ -526,14 +533,14 @@ def _minimal(source: Mapping[str, Any], extra: dict[str, Any], limit: int = 0) -
         doc: dict[str, Any] = {
             "time": created if isinstance(created, str) else format_time(time.time()),
             "service": normalize_service(source.get("service")),
-            "level": level if level in _LEVEL_NAMES else "info",
+            "level": level if level in LEVEL_SET else "info",
             "message": "",
             "metadata": {
                 "hostname": _valid_text(hostname[:255]) if isinstance(hostname, str) else HOSTNAME,
                 **extra,
             },
         }
-        for key, pattern in (("trace_id", _HEX32), ("span_id", _HEX16)):
+        for key, pattern in (("trace_id", OTEL_TRACE_ID), ("span_id", OTEL_SPAN_ID)):
             value = source.get(key)
             if isinstance(value, str) and pattern.fullmatch(value):
                 doc[key] = value

@@ -3,13 +3,10 @@
 Pure functions, no I/O: the shipper (``logtide_kafka.shipper``) calls :func:`normalize` on
 every message it consumes and :func:`validate_entry` before it sends anything.
 
-LogTide validates each entry of ``POST /api/v1/ingest`` with this schema (zod, in
-``packages/shared/src/schemas/index.ts`` of LogTide): ``time`` an ISO-8601 string ending in
-``Z``; ``service`` 1-100 characters; ``level`` one of five names; ``message`` non-empty;
-``metadata`` an optional object; ``trace_id`` an optional string; ``span_id`` an optional
-string of 16 hex digits.  Optional fields may be absent but never ``null``, one bad entry
-rejects the whole request, and unknown top-level fields are silently dropped, which is why
-:func:`normalize` moves them into ``metadata``.
+LogTide's rules are those of ``logtide_kafka._contract``: one bad entry rejects the whole
+request, and unknown top-level fields are silently dropped, which is why :func:`normalize`
+moves them into ``metadata``; U+0000 anywhere makes LogTide answer 500, which is why
+:func:`normalize` replaces it.
 """
 
 from __future__ import annotations
@@ -24,9 +21,20 @@ from typing import Any, Final
 
 import orjson
 
+from logtide_kafka._contract import (
+    LEVEL_SET,
+    MAX_BATCH,
+    MAX_SERVICE_LEN,
+    SPAN_ID,
+    WRITTEN_TIME_PATTERN,
+    cut_utf16,
+    entry_errors,
+    replace_forbidden,
+    replace_forbidden_json,
+    utf16_len,
+)
 from logtide_kafka._event import (
     LEVEL_ALIASES,
-    MAX_SERVICE_LEN,
     encode_event,
     level_name,
     safe_str,
@@ -46,14 +54,8 @@ __all__ = [
     "validate_entry",
 ]
 
-LEVELS: Final = frozenset({"debug", "info", "warn", "error", "critical"})
-#: LogTide takes 1 to 1000 entries per request.
-MAX_BATCH: Final = 1000
-
-# The fields of a LogTide entry; anything else at the top level moves to metadata.
-_FIELDS: Final = frozenset(
-    {"time", "service", "level", "message", "metadata", "trace_id", "span_id"}
-)
+#: LogTide's five levels (the contract's, as a set).
+LEVELS: Final = LEVEL_SET
 # Where older producers put each field, tried in order when the LogTide name is absent.
 _TIME_KEYS: Final = ("timestamp", "@timestamp", "ts")
 _SERVICE_KEYS: Final = ("service_name", "app")
@@ -63,10 +65,6 @@ _MESSAGE_KEYS: Final = ("msg", "log", "event")
 # Syslog severities 0-7 (RFC 5424); numbers from 10 up are Python logging levels.
 _SYSLOG: Final = ("critical", "critical", "critical", "error", "warn", "info", "info", "debug")
 
-# zod's ``z.string().datetime()``: UTC only (``Z``), any number of fractional digits.
-_LOGTIDE_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
-_CANONICAL_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-_SPAN_ID: Final = re.compile(r"[0-9a-fA-F]{16}")
 # What the shipper keeps as a top-level trace_id: OpenTelemetry (32 hex), 64-bit (16 hex)
 # or a UUID.  LogTide takes any string, but a trace view can only place these.
 _TRACE_ID: Final = re.compile(
@@ -103,40 +101,19 @@ class Unshippable(ValueError):
         self.reason = reason
 
 
-def utf16_len(text: str) -> int:
-    """Length as JavaScript counts it (UTF-16 code units), which is what LogTide checks."""
-    if text.isascii():
-        return len(text)
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
-
 def validate_entry(entry: Any) -> str | None:
     """Why LogTide would reject ``entry`` (decoded JSON), or None when it accepts it.
 
-    The same rules as LogTide's ingest schema: see the module docstring.
+    The contract's schema (``_contract.entry_errors``, zod's messages): the first field
+    at fault, its value and LogTide's message.
     """
     if not isinstance(entry, dict):
         return f"entry is a {type(entry).__name__}, not an object"
-    time = entry.get("time")
-    if not isinstance(time, str) or not _LOGTIDE_TIME.fullmatch(time) or _bad_date(time):
-        return f"time {_short(time)} is not an ISO-8601 UTC time ending in Z"
-    service = entry.get("service")
-    if not isinstance(service, str) or not 1 <= utf16_len(service) <= MAX_SERVICE_LEN:
-        return f"service {_short(service)} is not a string of 1-100 characters"
-    if entry.get("level") not in LEVELS:
-        return f"level {_short(entry.get('level'))} is not one of {', '.join(sorted(LEVELS))}"
-    message = entry.get("message")
-    if not isinstance(message, str) or not message:
-        return f"message {_short(message)} is not a non-empty string"
-    if "metadata" in entry and not isinstance(entry["metadata"], dict):
-        return f"metadata {_short(entry['metadata'])} is not an object"
-    if "trace_id" in entry and not isinstance(entry["trace_id"], str):
-        return f"trace_id {_short(entry['trace_id'])} is not a string"
-    if "span_id" in entry and not (
-        isinstance(entry["span_id"], str) and _SPAN_ID.fullmatch(entry["span_id"])
-    ):
-        return f"span_id {_short(entry['span_id'])} is not 16 hex digits"
-    return None
+    errors = entry_errors(entry)
+    if not errors:
+        return None
+    field, messages = next(iter(errors.items()))
+    return f"{field} {_short(entry.get(field))}: {messages[0]}"
 
 
 def normalize(raw: bytes | None, source: Source) -> tuple[dict[str, Any], bool]:
@@ -151,6 +128,8 @@ def normalize(raw: bytes | None, source: Source) -> tuple[dict[str, Any], bool]:
     move into ``metadata``.  Unshippable: a value that is not a JSON object, or that has no
     usable message (missing, ``null`` or empty).
     """
+    if raw is not None:  # U+0000 in any string: LogTide would answer 500
+        raw = replace_forbidden_json(raw)
     value = _decode(raw)
     if not isinstance(value, dict):
         raise Unshippable(f"value is {_json_type(value)}, not a JSON object")
@@ -316,7 +295,7 @@ def _take_time(fields: dict[str, Any], source: Source, moved: dict[str, Any]) ->
     key = "time" if "time" in fields else next((k for k in _TIME_KEYS if k in fields), None)
     if key is not None:
         value = fields.pop(key)
-        if isinstance(value, str) and _CANONICAL_TIME.fullmatch(value) and not _bad_date(value):
+        if isinstance(value, str) and WRITTEN_TIME_PATTERN.fullmatch(value):
             return value  # the producer's own format: the common case, as it is
         parsed = parse_time(value)
         if parsed is not None:
@@ -348,11 +327,12 @@ def _take_service(fields: dict[str, Any], source: Source, moved: dict[str, Any])
             moved["original_service"] = value
         # The library keys every message by its service: the next best name.
         text = source.key.decode("utf-8", "replace").strip() if source.key else ""
+        text = replace_forbidden(text)  # the value's strings are replaced already
         if not text:
             return "unknown"
     if utf16_len(text) > MAX_SERVICE_LEN:
         moved["original_service"] = value
-        text = _cut_utf16(text, MAX_SERVICE_LEN)
+        text = cut_utf16(text, MAX_SERVICE_LEN)
     return text
 
 
@@ -363,7 +343,7 @@ def _take_ids(fields: dict[str, Any], entry: dict[str, Any], moved: dict[str, An
     elif trace_id is not None:
         moved["trace_id"] = trace_id
     span_id = fields.pop("span_id", None)
-    if isinstance(span_id, str) and _SPAN_ID.fullmatch(span_id):
+    if isinstance(span_id, str) and SPAN_ID.fullmatch(span_id):
         entry["span_id"] = span_id
     elif span_id is not None:
         moved["span_id"] = span_id
@@ -398,24 +378,6 @@ def _from_epoch(number: float) -> datetime | None:
     if not _MIN_EPOCH <= seconds <= _MAX_EPOCH:
         return None
     return datetime.fromtimestamp(seconds, UTC)
-
-
-def _bad_date(text: str) -> bool:
-    """True for a well-shaped time that is no date (``2025-02-30``, hour 25…)."""
-    try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        return True
-    return False
-
-
-def _cut_utf16(text: str, limit: int) -> str:
-    units = 0
-    for index, char in enumerate(text):
-        units += 2 if ord(char) > 0xFFFF else 1
-        if units > limit:
-            return text[:index]
-    return text
 
 
 def _json_type(value: Any) -> str:

@@ -18,13 +18,12 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from logtide_kafka._contract import INGEST_PATH, QUOTA_CODE
 from logtide_kafka._redact import REDACTED
 
 __all__ = [
     "BASE_BACKOFF",
-    "INGEST_PATH",
     "MAX_RETRY_AFTER",
-    "QUOTA_CODE",
     "Kind",
     "LogTideClient",
     "Outcome",
@@ -34,9 +33,6 @@ __all__ = [
     "retry_delay",
 ]
 
-INGEST_PATH: Final = "/api/v1/ingest"
-#: The ``code`` of LogTide's monthly-quota 429, which waiting does not cure.
-QUOTA_CODE: Final = "capability.ingestion.max_events_monthly.exceeded"
 #: The first retry's backoff step, and the floor under any ``Retry-After`` (``0`` included):
 #: a server asking for an immediate retry never turns the shipper into a hot loop.
 BASE_BACKOFF: Final = 0.5

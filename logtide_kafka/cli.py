@@ -35,6 +35,7 @@ from confluent_kafka.admin import AdminClient
 import logtide_kafka
 from logtide_kafka._clientconfig import ClientConfig, ConfigError, load_client_config, parse_setting
 from logtide_kafka._clilog import LOG_FORMATS, LOG_LEVELS, cli_logging, scrubber
+from logtide_kafka._contract import LEVELS
 from logtide_kafka._event import normalize_level
 from logtide_kafka._metrics import DEFAULT_METRICS_HOST
 from logtide_kafka._routing import DEFAULT_TOPIC, TOPICS
@@ -59,7 +60,7 @@ DEFAULT_BROKERS: Final = "localhost:9092"
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_ERROR: Final = 2
-LEVEL_ORDER: Final = ("debug", "info", "warn", "error", "critical")
+LEVEL_ORDER: Final = LEVELS
 _COLORS: Final = {"debug": "2", "info": "32", "warn": "33", "error": "31", "critical": "1;31"}
 _MAX_VALUE: Final = 80
 

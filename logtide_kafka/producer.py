@@ -24,6 +24,7 @@ from typing import Any, Final
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from logtide_kafka._contract import replace_forbidden_json
 from logtide_kafka._event import (
     ENCODE_ERRORS,
     ENCODE_OPTIONS,
@@ -244,6 +245,9 @@ class LogProducer:
             payload = fit_payload(event, payload, self._max_payload)
             with self._lock:
                 self._truncated += 1
+        # U+0000 anywhere (message, keys, values) would make LogTide answer 500: replaced
+        # by U+FFFD.  One byte search when there is none.
+        payload = replace_forbidden_json(payload)
         if not self._usable:
             return self._send_unusable(topic, key, event)
         if self._spooling:  # older events wait on disk: this one goes behind them

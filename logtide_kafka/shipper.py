@@ -39,10 +39,10 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from logtide_kafka._contract import MAX_BATCH, MAX_BODY_BYTES, QUOTA_CODE
 from logtide_kafka._delivery import Fatal, Health, Poster
 from logtide_kafka._delivery import Item as _Item
 from logtide_kafka._ingest import (
-    MAX_BATCH,
     Source,
     Unshippable,
     body_size,
@@ -50,7 +50,6 @@ from logtide_kafka._ingest import (
     normalize,
 )
 from logtide_kafka._logtide_client import (
-    QUOTA_CODE,
     LogTideClient,
     backoff,
     ingest_url,
@@ -73,8 +72,6 @@ __all__ = [
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_FATAL: Final = 2
-#: LogTide's own body limit.
-MAX_BODY_BYTES: Final = 50 * 1024 * 1024
 
 #: Batches in flight at once by default: measured in docs/benchmarks.md.
 DEFAULT_CONCURRENCY: Final = 4

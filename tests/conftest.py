@@ -1,12 +1,16 @@
-"""Fixtures: a real Apache Kafka (local subprocess brokers, or LOGTIDE_KAFKA_BOOTSTRAP)."""
+"""Fixtures: a real Apache Kafka (local subprocess brokers, or LOGTIDE_KAFKA_BOOTSTRAP) and
+the real LogTide server when one is reachable (LOGTIDE_API_URL and LOGTIDE_API_KEY)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import pytest
 
@@ -15,6 +19,8 @@ from logtide_kafka._routing import TOPICS
 from logtide_kafka.testing import LocalKafka, create_topics
 
 KAFKA_FIXTURES = {"kafka_bootstrap", "topic", "kafka3", "layout"}
+#: Set (by ``.ci/run``) when a real LogTide was started: then it must be reachable.
+LOGTIDE_REQUIRED_ENV = "LOGTIDE_REQUIRED"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -25,6 +31,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kafka)
         if "kafka3" in used:
             item.add_marker(pytest.mark.cluster3)
+        if "logtide" in used:
+            item.add_marker(pytest.mark.logtide)
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +103,47 @@ def dead_bootstrap() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"127.0.0.1:{port}"
+
+
+class LogTide(NamedTuple):
+    """A running LogTide server: its base URL and an API key of one of its projects."""
+
+    api_url: str
+    api_key: str
+
+
+@pytest.fixture(scope="session")
+def logtide() -> LogTide:
+    """The real LogTide (``LOGTIDE_API_URL``, ``LOGTIDE_API_KEY``, as printed by
+    ``../shared/logtide/up.sh``), checked with one authenticated read.
+
+    Without it the test is skipped, the reason printed (``-ra``); with
+    ``LOGTIDE_REQUIRED=1`` (CI, which starts the server) it fails instead, so a broken
+    server can never turn into skips.
+    """
+    url = os.environ.get("LOGTIDE_API_URL", "").rstrip("/")
+    key = os.environ.get("LOGTIDE_API_KEY", "")
+    problem: str | None = "LOGTIDE_API_URL and LOGTIDE_API_KEY are not set"
+    if url and key:
+        problem = _logtide_problem(url, key)
+    if problem is None:
+        return LogTide(url, key)
+    reason = f'no real LogTide: {problem} (start one: eval "$(../shared/logtide/up.sh)")'
+    if os.environ.get(LOGTIDE_REQUIRED_ENV) == "1":
+        pytest.fail(f"{LOGTIDE_REQUIRED_ENV}=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _logtide_problem(url: str, key: str) -> str | None:
+    """Why ``url`` is not a LogTide that takes ``key``, or None."""
+    request = urllib.request.Request(f"{url}/api/v1/logs?limit=1", headers={"X-API-Key": key})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 429:  # rate limited: LogTide checks the key first, so it is good
+            return None
+        return f"{url} answered {exc.code} to an authenticated read"
+    except (OSError, ValueError) as exc:
+        return f"{url} is unreachable ({exc})"
+    return None

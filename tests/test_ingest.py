@@ -405,7 +405,7 @@ def test_validate_entry_matches_logtide(entry: Any, problem: str | None) -> None
     else:
         assert found is not None
         assert problem in found
-    # The test server's independent copy of the rules agrees on the verdict.
+    # The test server (checked against the real LogTide) agrees on the verdict.
     assert (entry_problem(entry) is None) == (found is None)
 
 

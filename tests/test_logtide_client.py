@@ -10,10 +10,10 @@ import httpx
 import orjson
 import pytest
 
+from logtide_kafka._contract import QUOTA_CODE
 from logtide_kafka._logtide_client import (
     BASE_BACKOFF,
     MAX_RETRY_AFTER,
-    QUOTA_CODE,
     Kind,
     LogTideClient,
     Outcome,

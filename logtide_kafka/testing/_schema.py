@@ -2,36 +2,48 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
+
+from logtide_kafka._contract import (
+    ENTRY_FIELDS,
+    FORBIDDEN_CHARS,
+    LEVEL_SET,
+    MAX_SERVICE_LEN,
+    OTEL_SPAN_ID,
+    OTEL_TRACE_ID,
+    TIME_FORMAT,
+    WRITTEN_TIME_PATTERN,
+    utf16_len,
+)
 
 __all__ = ["LEVELS", "event_problems"]
 
-LEVELS: Final = frozenset({"debug", "info", "warn", "error", "critical"})
-_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-_FIELDS: Final = frozenset(
-    {"time", "service", "level", "message", "metadata", "trace_id", "span_id"}
-)
-_HEX: Final = {"trace_id": re.compile(r"[0-9a-f]{32}"), "span_id": re.compile(r"[0-9a-f]{16}")}
+#: LogTide's five levels (a frozenset, as it always was).
+LEVELS: Final = LEVEL_SET
+_HEX: Final = {"trace_id": OTEL_TRACE_ID, "span_id": OTEL_SPAN_ID}
 
 
 def event_problems(event: Any) -> list[str]:
     """Every way ``event`` (decoded JSON) breaks the schema; an empty list when it is valid.
 
-    Checks what LogTide's ingest API requires: ``time`` ISO-8601 UTC with milliseconds and
-    ``Z``; ``service`` 1-100 characters; ``level`` one of :data:`LEVELS`; a non-empty
+    Checks what LogTide's ingest API requires and stores, in the library's own format:
+    ``time`` ISO-8601 UTC with milliseconds and ``Z``; ``service`` 1-100 UTF-16 code units
+    (as JavaScript counts: an emoji is 2); ``level`` one of :data:`LEVELS`; a non-empty
     ``message``; ``metadata`` an object with ``hostname``; ``trace_id`` (32 hex) and
-    ``span_id`` (16 hex) only when present as strings, never ``null``; no other fields.
+    ``span_id`` (16 hex) only when present as strings, never ``null``; no other fields; and
+    no U+0000 in any string, key or value (PostgreSQL cannot store it).
     """
     if not isinstance(event, dict):
         return [f"event is a {type(event).__name__}, not an object"]
-    problems = [f"unexpected field {key!r}" for key in event if key not in _FIELDS]
+    problems = [f"unexpected field {key!r}" for key in event if key not in ENTRY_FIELDS]
     time = event.get("time")
-    if not (isinstance(time, str) and _TIME.fullmatch(time)):
-        problems.append(f"time {time!r} is not ISO-8601 UTC with milliseconds and Z")
+    if not (isinstance(time, str) and WRITTEN_TIME_PATTERN.fullmatch(time)):
+        problems.append(f"time {time!r} is not {TIME_FORMAT} (UTC, a real date)")
     service = event.get("service")
-    if not (isinstance(service, str) and 1 <= len(service) <= 100):
-        problems.append(f"service {service!r} is not a string of 1-100 characters")
+    if not (isinstance(service, str) and 1 <= utf16_len(service) <= MAX_SERVICE_LEN):
+        problems.append(
+            f"service {service!r} is not a string of 1-{MAX_SERVICE_LEN} UTF-16 code units"
+        )
     if event.get("level") not in LEVELS:
         problems.append(f"level {event.get('level')!r} is not one of {sorted(LEVELS)}")
     message = event.get("message")
@@ -45,4 +57,22 @@ def event_problems(event: Any) -> list[str]:
     for key, pattern in _HEX.items():
         if key in event and not (isinstance(event[key], str) and pattern.fullmatch(event[key])):
             problems.append(f"{key} {event[key]!r} is not {pattern.pattern}")
+    if _has_forbidden(event):
+        problems.append(f"a string holds a forbidden character {FORBIDDEN_CHARS!r} (U+0000)")
     return problems
+
+
+def _has_forbidden(value: Any) -> bool:
+    """Whether any string in ``value`` (keys included, at any depth) has U+0000."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if FORBIDDEN_CHARS in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

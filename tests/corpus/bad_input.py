@@ -561,11 +561,19 @@ CASES: Final[tuple[Case, ...]] = (
         {"message": "boom \ufffd"},
         message="boom \udc80",
     ),
+    # NUL, which LogTide cannot store, becomes U+FFFD (no counter: nothing was refused);
+    # other control characters stay, escaped in the JSON.
     Case(
         "nul_and_control_characters",
         Outcome.AS_IS,
-        {"message": "a\x00b\x1bc\n"},
+        {"message": "a\ufffdb\x1bc\n"},
         message="a\x00b\x1bc\n",
+    ),
+    Case(
+        "nul_in_metadata_keys_and_values",
+        Outcome.AS_IS,
+        {"metadata/k\ufffd": "v\ufffd", "metadata/deep": {"l\ufffd": ["\ufffd", 1]}},
+        fields=lambda: {"k\x00": "v\x00", "deep": {"l\x00": ["\x00", 1]}},
     ),
     # -- messages that are not strings ---------------------------------------------------------
     Case("empty_message", Outcome.AS_IS, {"message": "(empty message)"}, message=""),
