@@ -37,6 +37,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from logtide_kafka._dedupe import RecentIds
 from logtide_kafka._ingest import (
     MAX_BATCH,
     Source,
@@ -185,6 +186,7 @@ class Shipper:
         self._last_poll = time.monotonic()
         self._warned: set[str] = set()
         self._random = random.Random()
+        self._recent = RecentIds()  # event ids read lately: a replayed repeat is dropped
 
     # -- public surface ---------------------------------------------------------------------
 
@@ -380,6 +382,10 @@ class Shipper:
             self._pending.append(_Item(source, raw, None, done=True))
             return
         self._metrics.add("messages_consumed")
+        if self._recent.repeats(topic, source.partition, source.offset, message.headers()):
+            self._metrics.add("duplicates_dropped")  # done: its first copy is shipped
+            self._pending.append(_Item(source, raw, None, done=True))
+            return
         try:
             entry, converted = normalize(raw, source)
         except Unshippable as exc:
