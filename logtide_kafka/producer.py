@@ -19,6 +19,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Final
 
 import orjson
@@ -34,7 +35,6 @@ from logtide_kafka._event import (
 from logtide_kafka._headers import (
     Headers,
     event_headers,
-    event_id_of,
     new_event_id,
     unwrap_key,
     wrap_key,
@@ -79,6 +79,9 @@ DEFAULT_BOOTSTRAP: Final = "localhost:9092"
 DEFAULT_EXIT_TIMEOUT: Final = 10.0
 #: Bytes kept free under ``message.max.bytes`` for the key and record framing.
 RECORD_OVERHEAD: Final = 512
+#: Seconds close() waits, past its bound, for the reports of the events it purged (they
+#: take milliseconds): without them it cannot tell never sent from unconfirmed, nor spool.
+PURGE_REPORT_WAIT: Final = 0.5
 #: Seconds between two stderr warnings about the same missing topic.
 MISSING_TOPIC_WARN_INTERVAL: Final = 60.0
 #: Loggers under this name carry the library's own and librdkafka's messages; the logging
@@ -285,17 +288,27 @@ class LogProducer:
             return self._send_unusable(topic, key, event)
         if self._spooling:  # older events wait on disk: this one goes behind them
             return self._to_spool(topic, key, payload)
-        headers = event_headers(event, new_event_id())
+        event_id = new_event_id()
+        headers = event_headers(event, event_id)
+        # A delivery report carries no headers: the id rides with the report's callback.
+        report = partial(self._on_report, event_id)
         try:
-            self._produce(topic, payload, key, headers=headers)
+            self._produce(topic, payload, key, on_delivery=report, headers=headers)
         except BufferError:
-            return self._queue_full(topic, key, payload, headers)
+            return self._queue_full(topic, key, payload, headers, report)
         except (KafkaException, TypeError, ValueError) as exc:
             return self._produce_failed(topic, exc)
         next(self._enqueued)
         return True
 
-    def _queue_full(self, topic: str, key: bytes | None, payload: bytes, headers: Headers) -> bool:
+    def _queue_full(
+        self,
+        topic: str,
+        key: bytes | None,
+        payload: bytes,
+        headers: Headers,
+        report: Callable[[KafkaError | None, Message], None],
+    ) -> bool:
         """Apply the policy to an event librdkafka's queue has no room for (a spooled event
         was never sent: it gets a new id when replayed)."""
         on_full = self.policy.on_full
@@ -309,7 +322,7 @@ class LogProducer:
             time.sleep(min(delay, left))
             delay = min(delay * 2, 0.01)
             try:
-                self._produce(topic, payload, key, headers=headers)
+                self._produce(topic, payload, key, on_delivery=report, headers=headers)
             except BufferError:
                 continue
             except (KafkaException, TypeError, ValueError) as exc:
@@ -390,10 +403,11 @@ class LogProducer:
             # len() counts pending client logs and error reports too: count the events
             # the purge hands back instead.
             self._purged = 0
-            # Blocking: every broker thread has handed back its in-flight events (with
-            # their payloads, for the spool) before the reports are served.
-            self._producer.purge(in_queue=True, in_flight=True, blocking=True)
-            self._producer.flush(0)  # serve the purge's delivery reports
+            self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+            # Each broker thread hands back its events (in flight too, with their
+            # payloads, for the spool) on its next pass: serve their delivery reports,
+            # which takes some milliseconds, within a short bound of its own.
+            self._producer.flush(PURGE_REPORT_WAIT)
             remaining = self._purged
         self._return_to_spool()
         self._report_close(remaining, bound, self._unconfirmed - unconfirmed)
@@ -526,9 +540,11 @@ class LogProducer:
                 done = 0
                 for topic, stored_key, value in records:
                     key, event_id = unwrap_key(stored_key)
-                    headers = event_headers(_trace_ids(value), event_id or new_event_id())
+                    event_id = event_id or new_event_id()
+                    headers = event_headers(_trace_ids(value), event_id)
+                    report = partial(self._on_report, event_id)
                     try:
-                        self._produce(topic, value, key, headers=headers)
+                        self._produce(topic, value, key, on_delivery=report, headers=headers)
                     except BufferError:
                         break
                     except (KafkaException, TypeError, ValueError) as exc:
@@ -628,6 +644,10 @@ class LogProducer:
             return dict(self._missing)
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        self._on_report(None, err, msg)
+
+    def _on_report(self, event_id: bytes | None, err: KafkaError | None, msg: Message) -> None:
+        """A delivery report (only failures, by default) of the event ``event_id``."""
         if err is not None:
             topic = msg.topic() or ""
             value = msg.value()
@@ -637,7 +657,7 @@ class LogProducer:
             if self._spool is not None and code in _RETURN_TO_SPOOL and value is not None:
                 # Its id goes with it: if this copy is in Kafka after all, the replayed
                 # one is recognised as a repeat (the shipper drops it).
-                stored_key = wrap_key(msg.key(), event_id_of(msg.headers()))
+                stored_key = wrap_key(msg.key(), event_id)
                 with self._lock:
                     self._delivery_failures += 1
                     if code in _UNCONFIRMED:

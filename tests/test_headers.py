@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from logtide_kafka import KafkaHandler
@@ -20,6 +22,8 @@ from logtide_kafka._headers import (
     unwrap_key,
     wrap_key,
 )
+from logtide_kafka._spool import Spool
+from logtide_kafka.producer import DeliveryPolicy, LogProducer, resolve_config
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -112,3 +116,27 @@ def test_kafka_stores_the_headers_of_each_event(
         assert headers[CONTENT_TYPE] == b"application/json"
         assert headers[SCHEMA_VERSION] == EVENT_SCHEMA_VERSION
     assert traced[EVENT_ID] != plain[EVENT_ID]
+
+
+def test_an_event_handed_back_to_the_spool_keeps_its_id(
+    dead_bootstrap: str, tmp_path: Path
+) -> None:
+    policy = DeliveryPolicy(on_full="spool", spool_dir=str(tmp_path))
+    producer = LogProducer(
+        resolve_config(dead_bootstrap, {"queue.buffering.max.messages": 10}), policy
+    )
+    for seq in range(15):  # ten queued (with ids), five spooled (ids drawn at replay)
+        assert producer.send("logs.application", b"svc", {"message": "m", "seq": seq})
+    assert producer.close(0) == 10
+    spool = Spool(tmp_path)
+    try:
+        records = spool.read(100)
+    finally:
+        spool.close()
+    unwrapped = [unwrap_key(key) for _, key, _ in records]
+    assert [orjson.loads(value)["seq"] for _, _, value in records] == list(range(15))
+    assert all(key == b"svc" for key, _ in unwrapped)
+    ids = [event_id for _, event_id in unwrapped]
+    assert all(ids[:10])
+    assert len(set(ids[:10])) == 10
+    assert ids[10:] == [None] * 5
