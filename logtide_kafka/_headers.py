@@ -50,7 +50,12 @@ SCHEMA_VERSION: Final = "schema-version"
 TRACEPARENT: Final = "traceparent"
 #: The event schema's version (docs/event-schema.md), sent in ``schema-version``.
 EVENT_SCHEMA_VERSION: Final = b"1"
-_STATIC: Final = ((CONTENT_TYPE, b"application/json"), (SCHEMA_VERSION, EVENT_SCHEMA_VERSION))
+_JSON: Final = (CONTENT_TYPE, b"application/json")
+_SCHEMA: Final = (SCHEMA_VERSION, EVENT_SCHEMA_VERSION)
+#: (trace_id, span_id) -> the traceparent header, or None when they make none.  The events
+#: of one request share both, so most traced events cost a dict lookup; bounded.
+_parents: dict[tuple[object, object], tuple[str, bytes] | None] = {}
+_MAX_PARENTS: Final = 4096
 _HEX32: Final = re.compile(r"[0-9a-f]{32}")
 _HEX16: Final = re.compile(r"[0-9a-f]{16}")
 _ZERO32: Final = "0" * 32
@@ -73,25 +78,39 @@ os.register_at_fork(after_in_child=_reseed)
 
 def new_event_id() -> bytes:
     """A new id, unique to this process (``next()`` on a count is atomic)."""
-    return b"%s%x" % (_prefix, next(_counter))
+    return _prefix + b"%x" % next(_counter)
 
 
 def event_headers(event: Mapping[str, Any], event_id: bytes) -> Headers:
     """The headers of one event (see the module docstring)."""
-    headers: Headers = [(EVENT_ID, event_id), *_STATIC]
     trace_id = event.get("trace_id")
-    if trace_id is not None:
-        span_id = event.get("span_id")
-        if (
-            trace_id.__class__ is str
-            and span_id.__class__ is str
-            and _HEX32.fullmatch(trace_id)
-            and _HEX16.fullmatch(span_id)
-            and trace_id != _ZERO32
-            and span_id != _ZERO16
-        ):
-            headers.append((TRACEPARENT, f"00-{trace_id}-{span_id}-01".encode()))
-    return headers
+    if trace_id is None:
+        return [(EVENT_ID, event_id), _JSON, _SCHEMA]
+    ids = (trace_id, event.get("span_id"))
+    try:
+        parent = _parents[ids]
+    except KeyError:
+        parent = _parents[ids] = _traceparent(*ids)
+        if len(_parents) > _MAX_PARENTS:
+            _parents.clear()
+    except TypeError:  # an unhashable value: no valid id anyway
+        parent = None
+    if parent is None:
+        return [(EVENT_ID, event_id), _JSON, _SCHEMA]
+    return [(EVENT_ID, event_id), _JSON, _SCHEMA, parent]
+
+
+def _traceparent(trace_id: object, span_id: object) -> tuple[str, bytes] | None:
+    if (
+        trace_id.__class__ is str
+        and span_id.__class__ is str
+        and _HEX32.fullmatch(trace_id)
+        and _HEX16.fullmatch(span_id)
+        and trace_id != _ZERO32
+        and span_id != _ZERO16
+    ):
+        return (TRACEPARENT, f"00-{trace_id}-{span_id}-01".encode())
+    return None
 
 
 def event_id_of(headers: object) -> bytes | None:
