@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import resource
 import threading
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 from confluent_kafka import (
@@ -598,32 +600,77 @@ def test_an_exit_during_the_failover_under_spool_loses_nothing_and_logtide_store
     assert all(len(ids) == 1 and None not in ids for ids in by_seq.values())
 
     with LogTideServer(api_key="k") as server:
-        shipper = Shipper(
-            ShipperConfig(
-                kafka3.bootstrap_servers,
-                server.url,
-                "k",
-                group=f"exit-{uuid.uuid4().hex[:10]}",
-                topics=(topic,),
-                dlq_topic=f"logs.dlq-{uuid.uuid4().hex[:10]}",
-                batch_max_wait=0.2,
-            )
-        )
-        thread = threading.Thread(target=shipper.run, daemon=True)
-        thread.start()
-        try:
-            assert server.wait_for(lambda s: s.accepted_count >= EXIT_BURST, 120)
-            deadline = time.monotonic() + 30
-            while shipper.metrics()["messages_consumed"] < len(records):
-                assert time.monotonic() < deadline, shipper.metrics()
-                time.sleep(0.1)
-            time.sleep(1.0)
-        finally:
-            shipper.stop()
-            thread.join(30)
+        dropped = _ship(kafka3.bootstrap_servers, topic, server.url, "k", len(records))
         stored = Counter(entry["metadata"]["seq"] for entry in server.entries)
-    dropped = shipper.metrics()["duplicates_dropped"]
     print(f"shipped {sum(stored.values())}, duplicates dropped {dropped}")
     assert dropped == duplicates
     assert sorted(stored) == list(range(EXIT_BURST))
     assert max(stored.values()) == 1  # LogTide stores each event once
+
+    # The real LogTide, when one runs here (LOGTIDE_API_URL, LOGTIDE_API_KEY): the same
+    # topic shipped by a new group, then read back through LogTide's own query API.
+    url, key = os.environ.get("LOGTIDE_API_URL"), os.environ.get("LOGTIDE_API_KEY")
+    if url and key:
+        assert _ship(kafka3.bootstrap_servers, topic, url, key, len(records)) == duplicates
+        in_logtide = _stored_in_logtide(url, key, services, EXIT_BURST // SERVICES)
+        print(f"real LogTide at {url}: stored {sum(in_logtide.values())}")
+        assert sorted(in_logtide) == list(range(EXIT_BURST))
+        assert max(in_logtide.values()) == 1
+    else:
+        print("real LogTide: not checked (LOGTIDE_API_URL / LOGTIDE_API_KEY unset)")
+
+
+def _ship(servers: str, topic: str, api_url: str, api_key: str, messages: int) -> int:
+    """Run a shipper (a new group) until it consumed ``messages`` of ``topic`` and LogTide
+    answered for all it sent; return its ``duplicates_dropped``."""
+    shipper = Shipper(
+        ShipperConfig(
+            servers,
+            api_url,
+            api_key,
+            group=f"exit-{uuid.uuid4().hex[:10]}",
+            topics=(topic,),
+            dlq_topic=f"logs.dlq-{uuid.uuid4().hex[:10]}",
+            batch_max_wait=0.2,
+        )
+    )
+    thread = threading.Thread(target=shipper.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            metrics = shipper.metrics()
+            settled = metrics["events_shipped"] + metrics["duplicates_dropped"]
+            if metrics["messages_consumed"] >= messages and settled >= messages:
+                break
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.2)
+    finally:
+        shipper.stop()
+        thread.join(30)
+    metrics = shipper.metrics()
+    assert (metrics["dead_lettered"], metrics["events_shipped"]) == (0, EXIT_BURST), metrics
+    return int(metrics["duplicates_dropped"])
+
+
+def _stored_in_logtide(url: str, key: str, services: list[str], each: int) -> Counter[int]:
+    """The ``seq`` of every event LogTide stored for ``services``, read back page by page
+    once each service's total reached ``each`` (or stopped growing for 30 s)."""
+    seqs: Counter[int] = Counter()
+    with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=30) as client:
+        for name in services:
+            deadline = time.monotonic() + 30
+            while True:
+                page = client.get("/api/v1/logs", params={"service": name, "limit": 1})
+                page.raise_for_status()
+                total = int(page.json()["total"])
+                if total >= each or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            for offset in range(0, total, 1000):
+                answer = client.get(
+                    "/api/v1/logs", params={"service": name, "limit": 1000, "offset": offset}
+                )
+                answer.raise_for_status()
+                seqs.update(log["metadata"]["seq"] for log in answer.json()["logs"])
+    return seqs
