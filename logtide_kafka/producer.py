@@ -77,8 +77,9 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = {
 DEFAULT_BOOTSTRAP: Final = "localhost:9092"
 #: Seconds the exit hook waits, in all, for every producer to deliver what it holds.
 DEFAULT_EXIT_TIMEOUT: Final = 10.0
-#: Bytes kept free under ``message.max.bytes`` for the key and record framing.
-RECORD_OVERHEAD: Final = 512
+#: Bytes kept free under ``message.max.bytes`` for the key (a service name: up to 400
+#: bytes), the record headers (up to about 200) and the record framing.
+RECORD_OVERHEAD: Final = 1024
 #: Seconds close() waits, past its bound, for the reports of the events it purged (they
 #: take milliseconds): without them it cannot tell never sent from unconfirmed, nor spool.
 PURGE_REPORT_WAIT: Final = 0.5

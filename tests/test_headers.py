@@ -140,3 +140,21 @@ def test_an_event_handed_back_to_the_spool_keeps_its_id(
     assert all(ids[:10])
     assert len(set(ids[:10])) == 10
     assert ids[10:] == [None] * 5
+
+
+def test_the_largest_event_with_the_longest_key_and_every_header_fits(
+    kafka_bootstrap: str, topic: str, logger: logging.Logger
+) -> None:
+    service = "\U0001f600" * 100  # the longest service name: a 400-byte key
+    handler = KafkaHandler(
+        service,
+        topic=topic,
+        bootstrap_servers=kafka_bootstrap,
+        producer_config={"message.max.bytes": 20_000},
+    )
+    logger.addHandler(handler)
+    logger.info("x" * 50_000, extra={"trace_id": TRACE, "span_id": SPAN})
+    assert handler.producer.flush(30) == 0
+    stats = handler.stats()
+    # Cut to fit under message.max.bytes with room for the key and the headers: delivered.
+    assert (stats.truncated, stats.delivered, stats.failed) == (1, 1, 0)
