@@ -2,8 +2,9 @@
 
 Times, on the application thread, ``confluent_kafka.Producer.produce`` of one encoded
 event: bare, and as ``LogProducer.send`` does it (a new ``event-id``, the header list,
-``content-type``, ``schema-version`` and, for a traced event, ``traceparent``, and the
-report callback that carries the id).  The difference is the per-call cost of the headers.
+``content-type``, ``schema-version`` and, for a traced event, ``traceparent``; under the
+``spool`` policy also the per-event report callback that carries the id).  The
+difference is the per-call cost of the headers.
 
 Usage::
 
@@ -49,12 +50,12 @@ def _cases(producer: LogProducer, topic: str, records: int) -> dict[str, Callabl
         for _ in range(records):
             produce(topic, payload, b"checkout")
 
-    def with_headers(event: dict[str, Any]) -> Callable[[], None]:
+    def with_headers(event: dict[str, Any], *, spool: bool = False) -> Callable[[], None]:
         def run() -> None:
             for _ in range(records):
                 event_id = new_event_id()
                 headers = event_headers(event, event_id)
-                done = partial(report, event_id)
+                done = partial(report, event_id) if spool else None
                 produce(topic, payload, b"checkout", on_delivery=done, headers=headers)
 
         return run
@@ -63,6 +64,7 @@ def _cases(producer: LogProducer, topic: str, records: int) -> dict[str, Callabl
         "produce, no headers": bare,
         "produce + headers": with_headers(PLAIN),
         "produce + headers + traceparent": with_headers(TRACED),
+        "+ traceparent, spool policy": with_headers(TRACED, spool=True),
     }
 
 

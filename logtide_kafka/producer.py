@@ -70,7 +70,8 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = {
     # Room to ride out one broker crash: the cluster takes no acknowledgement for 9-11 s
     # (broker.session.timeout.ms 9 s, then the new leaders) while an app logging 10,000
     # events/s keeps queueing; 200,000 events is 20 s of that.  By bytes too: 256 MiB
-    # holds 200,000 events of up to 1.3 KB each (docs/producer.md#memory).
+    # holds 200,000 events of up to 1.3 KB each.  Memory: docs/producer.md (about
+    # 430 MiB at worst, with librdkafka's own cost per event).
     "queue.buffering.max.messages": QUEUE_MAX_MESSAGES,
     "queue.buffering.max.kbytes": QUEUE_MAX_KBYTES,
 }
@@ -291,8 +292,7 @@ class LogProducer:
             return self._to_spool(topic, key, payload)
         event_id = new_event_id()
         headers = event_headers(event, event_id)
-        # A delivery report carries no headers: the id rides with the report's callback.
-        report = partial(self._on_report, event_id)
+        report = self._report_for(event_id)
         try:
             self._produce(topic, payload, key, on_delivery=report, headers=headers)
         except BufferError:
@@ -308,7 +308,7 @@ class LogProducer:
         key: bytes | None,
         payload: bytes,
         headers: Headers,
-        report: Callable[[KafkaError | None, Message], None],
+        report: Callable[[KafkaError | None, Message], None] | None,
     ) -> bool:
         """Apply the policy to an event librdkafka's queue has no room for (a spooled event
         was never sent: it gets a new id when replayed)."""
@@ -543,7 +543,7 @@ class LogProducer:
                     key, event_id = unwrap_key(stored_key)
                     event_id = event_id or new_event_id()
                     headers = event_headers(_trace_ids(value), event_id)
-                    report = partial(self._on_report, event_id)
+                    report = self._report_for(event_id)
                     try:
                         self._produce(topic, value, key, on_delivery=report, headers=headers)
                     except BufferError:
@@ -643,6 +643,15 @@ class LogProducer:
         each lost (also counted in ``failed``)."""
         with self._lock:
             return dict(self._missing)
+
+    def _report_for(self, event_id: bytes) -> Callable[[KafkaError | None, Message], None] | None:
+        """The delivery-report callback of one event: under ``spool``, one that knows its
+        id (a report carries no headers), so an event handed back keeps it in the spool;
+        otherwise None, the shared callback (a callback per event costs about 0.2 KB
+        while it is queued)."""
+        if self._spool is None:
+            return None
+        return partial(self._on_report, event_id)
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         self._on_report(None, err, msg)
