@@ -71,7 +71,7 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = {
     # (broker.session.timeout.ms 9 s, then the new leaders) while an app logging 10,000
     # events/s keeps queueing; 200,000 events is 20 s of that.  By bytes too: 256 MiB
     # holds 200,000 events of up to 1.3 KB each.  Memory: docs/producer.md (about
-    # 430 MiB at worst, with librdkafka's own cost per event).
+    # 370 MiB at worst, 430 MiB under spool, with the cost per queued event).
     "queue.buffering.max.messages": QUEUE_MAX_MESSAGES,
     "queue.buffering.max.kbytes": QUEUE_MAX_KBYTES,
 }
