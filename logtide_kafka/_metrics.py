@@ -39,6 +39,7 @@ COUNTERS: Final = {
     "commits": "Offset commits that succeeded.",
     "commit_errors": "Offset commits that failed (those messages may be shipped again).",
     "rebalances": "Partition revocations handled.",
+    "duplicates_dropped": "Repeats of an event already read (same event-id header), not shipped.",
 }
 
 #: State set by the shipper (``set_state``) -> Prometheus help text; also JSON snapshot keys.

@@ -19,6 +19,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Final
 
 import orjson
@@ -31,6 +32,13 @@ from logtide_kafka._event import (
     encode_default,
     encode_repaired,
     fit_payload,
+)
+from logtide_kafka._headers import (
+    Headers,
+    event_headers,
+    new_event_id,
+    unwrap_key,
+    wrap_key,
 )
 from logtide_kafka._policy import DEFAULT_POLICY, DeliveryPolicy
 from logtide_kafka._spool import Spool, SpoolLocked
@@ -46,6 +54,9 @@ __all__ = [
     "resolve_config",
 ]
 
+#: The local queue's default bounds (see DEFAULT_CONFIG).
+QUEUE_MAX_MESSAGES: Final = 200_000
+QUEUE_MAX_KBYTES: Final = 256 * 1024
 #: librdkafka settings applied before the caller's own (which always win).
 DEFAULT_CONFIG: Final[Mapping[str, Any]] = {
     "linger.ms": 50,
@@ -57,12 +68,23 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = {
     "delivery.report.only.error": True,
     # Topics are created by the pipeline's bootstrap, never by a typo in a category.
     "allow.auto.create.topics": False,
+    # Room to ride out one broker crash: the cluster takes no acknowledgement for 9-11 s
+    # (broker.session.timeout.ms 9 s, then the new leaders) while an app logging 10,000
+    # events/s keeps queueing; 200,000 events is 20 s of that.  By bytes too: 256 MiB
+    # holds 200,000 events of up to 1.3 KB each.  Memory: docs/producer.md (about
+    # 370 MiB at worst, 430 MiB under spool, with the cost per queued event).
+    "queue.buffering.max.messages": QUEUE_MAX_MESSAGES,
+    "queue.buffering.max.kbytes": QUEUE_MAX_KBYTES,
 }
 DEFAULT_BOOTSTRAP: Final = "localhost:9092"
 #: Seconds the exit hook waits, in all, for every producer to deliver what it holds.
 DEFAULT_EXIT_TIMEOUT: Final = 10.0
-#: Bytes kept free under ``message.max.bytes`` for the key and record framing.
-RECORD_OVERHEAD: Final = 512
+#: Bytes kept free under ``message.max.bytes`` for the key (a service name: up to 400
+#: bytes), the record headers (up to about 200) and the record framing.
+RECORD_OVERHEAD: Final = 1024
+#: Seconds close() waits, past its bound, for the reports of the events it purged (they
+#: take milliseconds): without them it cannot tell never sent from unconfirmed, nor spool.
+PURGE_REPORT_WAIT: Final = 0.5
 #: Seconds between two stderr warnings about the same missing topic.
 MISSING_TOPIC_WARN_INTERVAL: Final = 60.0
 #: Loggers under this name carry the library's own and librdkafka's messages; the logging
@@ -76,6 +98,13 @@ _RETURN_TO_SPOOL: Final = frozenset(
     {KafkaError._MSG_TIMED_OUT, KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 )
 _PURGED: Final = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+# The delivery error after which the event may be in Kafka all the same: it was sent and
+# its acknowledgement never came (purged in flight at close).  confluent-kafka does not
+# expose the message's persistence status (rd_kafka_message_status), so the error code is
+# what there is: an event timed out (after message.timeout.ms) counts as failed, although
+# it may have been sent, and so does one purged from the queue while it waited to be sent
+# again after a connection loss (see docs/reliability.md).
+_UNCONFIRMED: Final = frozenset({KafkaError._PURGE_INFLIGHT})
 #: Seconds between two looks for spool directories that exited children left behind.
 ADOPT_INTERVAL: Final = 60.0
 #: Records moved from the spool into librdkafka's queue per pass of the poller.
@@ -96,11 +125,14 @@ class ProducerStats:
 
     #: Events accepted into librdkafka's local queue.
     enqueued: int
-    #: Events the brokers acknowledged: enqueued - failed deliveries - queue_length.
+    #: Events the brokers acknowledged: enqueued - delivery failures (failed, unconfirmed,
+    #: returned to the spool) - queue_length.
     #: Exact once the queue is drained (after ``flush``); a lower bound before, because
     #: successes are not reported one by one (``delivery.report.only.error``).
     delivered: int
-    #: Events librdkafka gave up on (delivery error, timeout, purge at close) or refused.
+    #: Events that did not reach Kafka: delivery errors, purged from the queue at close
+    #: before they were sent (also in ``never_sent``), refused by ``produce()``, or
+    #: that could not be built.  Events that may be in Kafka are in ``unconfirmed``.
     failed: int
     #: Events never enqueued nor spooled: the sum of ``dropped_by``.
     dropped: int
@@ -124,6 +156,13 @@ class ProducerStats:
     replayed: int = 0
     #: Events in the spool now, waiting to be replayed (left by an earlier process too).
     spool_pending: int = 0
+    #: Events sent to a broker whose acknowledgement never came (purged in flight at
+    #: close): they may be in Kafka.  Under ``spool`` they are also written back to the spool, so
+    #: a replay may store them twice (the shipper drops the repeat by ``event-id``).
+    unconfirmed: int = 0
+    #: Events purged from librdkafka's queue at close before they were sent (in ``failed``;
+    #: under ``spool`` they go back to the spool instead).
+    never_sent: int = 0
     #: librdkafka's latest statistics (a parsed JSON object), when the configuration sets
     #: ``statistics.interval.ms``; otherwise ``None``.
     librdkafka: Mapping[str, Any] | None = None
@@ -165,7 +204,8 @@ class LogProducer:
             # Queued events wait for the brokers as long as it takes, instead of failing
             # after five minutes; at close, what is left goes back to the spool.
             self._config.setdefault("message.timeout.ms", 0)
-        self._replay_room = int(self._config.get("queue.buffering.max.messages", 100000)) // 2
+        room = self._config.get("queue.buffering.max.messages", QUEUE_MAX_MESSAGES)
+        self._replay_room = int(room) // 2
         # Room for the record's key, headers and framing under librdkafka's size limit.
         limit = int(self._config.get("message.max.bytes", 1_000_000))
         self._max_payload = max(limit - RECORD_OVERHEAD, 1024)
@@ -194,6 +234,8 @@ class LogProducer:
         # Events librdkafka handed back (purged at close, timed out) for the spool.
         self._returned: list[tuple[str, bytes | None, bytes]] = []
         self._purged = 0
+        self._unconfirmed = 0
+        self._never_sent = 0
         self._last_error: str | None = None
         # topic -> events failed because it does not exist; warned about by the poller.
         self._missing: dict[str, int] = {}
@@ -252,17 +294,28 @@ class LogProducer:
             return self._send_unusable(topic, key, event)
         if self._spooling:  # older events wait on disk: this one goes behind them
             return self._to_spool(topic, key, payload)
+        event_id = new_event_id()
+        headers = event_headers(event, event_id)
+        report = self._report_for(event_id)
         try:
-            self._produce(topic, payload, key)
+            self._produce(topic, payload, key, on_delivery=report, headers=headers)
         except BufferError:
-            return self._queue_full(topic, key, payload)
+            return self._queue_full(topic, key, payload, headers, report)
         except (KafkaException, TypeError, ValueError) as exc:
             return self._produce_failed(topic, exc)
         next(self._enqueued)
         return True
 
-    def _queue_full(self, topic: str, key: bytes | None, payload: bytes) -> bool:
-        """Apply the policy to an event librdkafka's queue has no room for."""
+    def _queue_full(
+        self,
+        topic: str,
+        key: bytes | None,
+        payload: bytes,
+        headers: Headers,
+        report: Callable[[KafkaError | None, Message], None] | None,
+    ) -> bool:
+        """Apply the policy to an event librdkafka's queue has no room for (a spooled event
+        was never sent: it gets a new id when replayed)."""
         on_full = self.policy.on_full
         if on_full == "spool":
             return self._to_spool(topic, key, payload)
@@ -274,7 +327,7 @@ class LogProducer:
             time.sleep(min(delay, left))
             delay = min(delay * 2, 0.01)
             try:
-                self._produce(topic, payload, key)
+                self._produce(topic, payload, key, on_delivery=report, headers=headers)
             except BufferError:
                 continue
             except (KafkaException, TypeError, ValueError) as exc:
@@ -350,21 +403,25 @@ class LogProducer:
             self._replay_until(deadline)
         remaining = self._producer.flush(max(deadline - time.monotonic(), 0.0))
         self._closed = True
+        unconfirmed = self._unconfirmed
         if remaining:
             # len() counts pending client logs and error reports too: count the events
             # the purge hands back instead.
             self._purged = 0
             self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-            self._producer.flush(0)  # serve the purge's delivery reports
+            # Each broker thread hands back its events (in flight too, with their
+            # payloads, for the spool) on its next pass: serve their delivery reports,
+            # which takes some milliseconds, within a short bound of its own.
+            self._producer.flush(PURGE_REPORT_WAIT)
             remaining = self._purged
         self._return_to_spool()
-        self._report_close(remaining, bound)
+        self._report_close(remaining, bound, self._unconfirmed - unconfirmed)
         if self._spool is not None:
             self._spool.close()
         _forget(self)
         return remaining
 
-    def _report_close(self, remaining: int, bound: float) -> None:
+    def _report_close(self, remaining: int, bound: float, unconfirmed: int) -> None:
         """Say once, on stderr, what the close leaves behind; flush pending warnings."""
         if self._missing_pending:  # failures the poller had no time to warn about
             self._warn_missing_topics()
@@ -373,7 +430,8 @@ class LogProducer:
             return
         where = self._config.get("bootstrap.servers")
         line = f"logtide-kafka: {remaining} log event(s) not delivered to {where} "
-        line += f"within {bound:.1f}s at close"
+        line += f"within {bound:.1f}s at close ({remaining - unconfirmed} never sent, "
+        line += f"{unconfirmed} sent but unconfirmed: those may be in Kafka)"
         if self._spool is not None:
             line += (
                 f"; {self._spool.pending} event(s) kept in the spool {self._spool.directory} "
@@ -389,17 +447,27 @@ class LogProducer:
 
     def stats(self) -> ProducerStats:
         """Return a snapshot of the counters (see :class:`ProducerStats`)."""
-        in_flight = len(self._producer) if self._usable else 0
         spool = self._spool
         with self._lock:
+            # The order keeps ``delivered`` a lower bound while other threads log: an
+            # event counted in ``enqueued`` is then either still in librdkafka's queue when
+            # its length is read, or out of it, in which case a failure was counted before
+            # it left (the callback runs before librdkafka frees it), so before the
+            # failures are read.  Read the other way round, an event enqueued or failed in
+            # between would count as delivered.
             enqueued = next(self._enqueued) - self._enqueued_reads
             self._enqueued_reads += 1
+            # A forked child's inherited client belongs to the parent; a closed one is
+            # still there to ask.
+            in_flight = 0 if self._forked else len(self._producer)
             delivered = enqueued - self._delivery_failures - in_flight
             raw_statistics = self._statistics
             snapshot = ProducerStats(
                 enqueued=enqueued,
                 delivered=max(delivered, 0),
                 failed=self._failed,
+                unconfirmed=self._unconfirmed,
+                never_sent=self._never_sent,
                 dropped=sum(self._dropped.values()),
                 dropped_by=dict(self._dropped),
                 encode_errors=self._encode_errors,
@@ -408,7 +476,8 @@ class LogProducer:
                 truncated=self._truncated,
                 spooled=self._spooled,
                 replayed=self._replayed,
-                spool_pending=spool.pending if spool is not None and self._usable else 0,
+                # Still read once closed: the events are on disk for the next start.
+                spool_pending=spool.pending if spool is not None and not self._forked else 0,
             )
         if raw_statistics is None:
             return snapshot
@@ -474,9 +543,13 @@ class LogProducer:
                 if not records:
                     break
                 done = 0
-                for topic, key, value in records:
+                for topic, stored_key, value in records:
+                    key, event_id = unwrap_key(stored_key)
+                    event_id = event_id or new_event_id()
+                    headers = event_headers(_trace_ids(value), event_id)
+                    report = self._report_for(event_id)
                     try:
-                        self._produce(topic, value, key)
+                        self._produce(topic, value, key, on_delivery=report, headers=headers)
                     except BufferError:
                         break
                     except (KafkaException, TypeError, ValueError) as exc:
@@ -575,20 +648,44 @@ class LogProducer:
         with self._lock:
             return dict(self._missing)
 
+    def _report_for(self, event_id: bytes) -> Callable[[KafkaError | None, Message], None] | None:
+        """The delivery-report callback of one event: under ``spool``, one that knows its
+        id (a report carries no headers), so an event handed back keeps it in the spool;
+        otherwise None, the shared callback (a callback per event costs about 0.2 KB
+        while it is queued)."""
+        if self._spool is None:
+            return None
+        return partial(self._on_report, event_id)
+
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        self._on_report(None, err, msg)
+
+    def _on_report(self, event_id: bytes | None, err: KafkaError | None, msg: Message) -> None:
+        """A delivery report (only failures, by default) of the event ``event_id``."""
         if err is not None:
             topic = msg.topic() or ""
             value = msg.value()
-            if err.code() in _PURGED:
+            code = err.code()
+            if code in _PURGED:
                 self._purged += 1
-            if self._spool is not None and err.code() in _RETURN_TO_SPOOL and value is not None:
+            if self._spool is not None and code in _RETURN_TO_SPOOL and value is not None:
+                # Its id goes with it: if this copy is in Kafka after all, the replayed
+                # one is recognised as a repeat (the shipper drops it).
+                stored_key = wrap_key(msg.key(), event_id)
                 with self._lock:
                     self._delivery_failures += 1
-                    self._returned.append((topic, msg.key(), value))
+                    if code in _UNCONFIRMED:
+                        self._unconfirmed += 1
+                    self._returned.append((topic, stored_key, value))
                 return
             with self._lock:
-                self._failed += 1
                 self._delivery_failures += 1
+                if code in _UNCONFIRMED:
+                    self._unconfirmed += 1  # may be in Kafka: not counted as failed
+                else:
+                    self._failed += 1
+                    if code == KafkaError._PURGE_QUEUE:
+                        self._never_sent += 1
                 self._last_error = f"delivery to {topic!r} failed: {err.str()}"
                 if _is_unknown_topic(err):
                     self._count_missing(topic)
@@ -623,6 +720,18 @@ class LogProducer:
             self._reset_counters()
             self._forked_child = True
             self._start()
+
+
+def _trace_ids(value: bytes) -> dict[str, Any]:
+    """The ``trace_id`` and ``span_id`` of an encoded event (for a replayed record's
+    headers); empty when there are none or it does not parse."""
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(event, dict):
+        return {}
+    return {k: event[k] for k in ("trace_id", "span_id") if k in event}
 
 
 def _is_unknown_topic(err: object) -> bool:

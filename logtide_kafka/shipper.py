@@ -40,6 +40,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from logtide_kafka._contract import MAX_BATCH, MAX_BODY_BYTES, QUOTA_CODE
+from logtide_kafka._dedupe import RecentIds
 from logtide_kafka._delivery import Fatal, Health, Poster
 from logtide_kafka._delivery import Item as _Item
 from logtide_kafka._ingest import (
@@ -172,6 +173,7 @@ class Shipper:
         self._last_poll = time.monotonic()
         self._warned: set[str] = set()
         self._random = random.Random()
+        self._recent = RecentIds()  # event ids read lately: a replayed repeat is dropped
 
     # -- public surface ---------------------------------------------------------------------
 
@@ -451,6 +453,10 @@ class Shipper:
             self._queue(_Item(source, raw, None, done=True))
             return
         self._metrics.add("messages_consumed")
+        if self._recent.repeats(topic, source.partition, source.offset, message.headers()):
+            self._metrics.add("duplicates_dropped")  # done: its first copy is shipped
+            self._queue(_Item(source, raw, None, done=True))
+            return
         try:
             entry, converted = normalize(raw, source)
         except Unshippable as exc:

@@ -46,6 +46,7 @@ from logtide_kafka._event import (
     make_event,
     truncation_mark,
 )
+from logtide_kafka.producer import RECORD_OVERHEAD
 from logtide_kafka.structlog import KafkaProcessor
 from logtide_kafka.testing import event_problems, read_events
 
@@ -617,8 +618,8 @@ def test_an_event_over_the_default_limit_arrives_cut_to_fit(
     stats = handler.stats()
     assert (stats.enqueued, stats.delivered, stats.truncated, stats.failed) == (1, 1, 1, 0)
     [event] = read_events(kafka_bootstrap, topic, count=1)
-    assert len(event.raw) <= 1_000_000 - 512
-    assert len(event.raw) > 1_000_000 - 512 - 2 * MIN_CUT  # used nearly all the room
+    assert len(event.raw) <= 1_000_000 - RECORD_OVERHEAD
+    assert len(event.raw) > 1_000_000 - RECORD_OVERHEAD - 2 * MIN_CUT  # nearly all the room
     assert event_problems(event.value) == []
     metadata = event.value["metadata"]
     assert _is_cut_of(event.value["message"], message)

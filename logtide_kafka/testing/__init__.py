@@ -15,7 +15,13 @@
 
 from __future__ import annotations
 
-from logtide_kafka.testing._cluster import BrokerNode, LocalKafka, create_topics, kafka_or_local
+from logtide_kafka.testing._cluster import (
+    FAST_FAILOVER,
+    BrokerNode,
+    LocalKafka,
+    create_topics,
+    kafka_or_local,
+)
 from logtide_kafka.testing._consume import ConsumedEvent, read_events
 from logtide_kafka.testing._dist import KAFKA_VERSION, cache_dir, kafka_classpath
 from logtide_kafka.testing._schema import LEVELS, event_problems
@@ -28,6 +34,7 @@ from logtide_kafka.testing._security import (
 )
 
 __all__ = [
+    "FAST_FAILOVER",
     "KAFKA_VERSION",
     "LEVELS",
     "BrokerNode",
