@@ -173,6 +173,10 @@ class Shipper:
         self._last_poll = time.monotonic()
         self._warned: set[str] = set()
         self._random = random.Random()
+        self._dlq_topic = config.dlq_topic
+        # Counted by _accept, handed to the metrics by _count.
+        self._consumed = 0
+        self._normalized = 0
         self._recent = RecentIds()  # event ids read lately: a replayed repeat is dropped
 
     # -- public surface ---------------------------------------------------------------------
@@ -429,11 +433,16 @@ class Shipper:
             self._last_poll = time.monotonic()
             for message in messages:
                 self._accept(message)
+            self._count()
             if not batch and not self._pending:
                 return  # nothing to read: let the main loop take in finished batches
 
     def _accept(self, message: Message) -> None:
-        """Turn a consumed message into a pending item (or report a consumer error)."""
+        """Turn a consumed message into a pending item (or report a consumer error).
+
+        Runs for every message: its counters are kept in plain attributes and handed to
+        the metrics by :meth:`_count` once per ``consume`` call (a lock per message cost
+        as much as the rest of this method)."""
         error = message.error()
         if error is not None:
             if error.fatal():
@@ -442,18 +451,20 @@ class Shipper:
                 self._warn_once(error.str(), f"Kafka consumer: {error.str()}")
             return
         # Never None on a message without an error.
-        topic, partition, offset = message.topic() or "", message.partition(), message.offset()
+        topic = message.topic() or ""
+        partition = message.partition() or 0
+        offset = message.offset() or 0
         kind, stamp = message.timestamp()
-        source = Source(topic, partition or 0, offset or 0, message.key(), stamp if kind else None)
+        source = Source(topic, partition, offset, message.key(), stamp if kind else None)
         raw = message.value()
-        if topic == self.config.dlq_topic:
+        if topic == self._dlq_topic:
             # A pattern subscription matched the dead-letter topic itself: shipping its
             # envelopes would dead-letter them again, forever.  Skipped, and committed.
             self._warn_once("dlq", f"not shipping the dead-letter topic {topic}")
             self._queue(_Item(source, raw, None, done=True))
             return
-        self._metrics.add("messages_consumed")
-        if self._recent.repeats(topic, source.partition, source.offset, message.headers()):
+        self._consumed += 1
+        if self._recent.repeats(topic, partition, offset, message.headers()):
             self._metrics.add("duplicates_dropped")  # done: its first copy is shipped
             self._queue(_Item(source, raw, None, done=True))
             return
@@ -463,8 +474,22 @@ class Shipper:
             self._queue(_Item(source, raw, None, exc.reason))
             return
         if converted:
-            self._metrics.add("normalized")
-        self._queue(_Item(source, raw, encode_entry(entry)))
+            self._normalized += 1
+        item = _Item(source, raw, encode_entry(entry))
+        self._pending.append(item)
+        track = self._track.get((topic, partition))
+        if track is None:
+            track = self._track[(topic, partition)] = collections.deque()
+        track.append(item)
+
+    def _count(self) -> None:
+        """Hand the counts :meth:`_accept` kept to the metrics."""
+        if self._consumed:
+            self._metrics.add("messages_consumed", self._consumed)
+            self._consumed = 0
+        if self._normalized:
+            self._metrics.add("normalized", self._normalized)
+            self._normalized = 0
 
     def _queue(self, item: _Item) -> None:
         self._pending.append(item)
@@ -648,6 +673,7 @@ class Shipper:
         if message is not None:
             # From a partition assigned since the pause: kept, for the next batch.
             self._accept(message)
+            self._count()
         if self._repause:
             self._pause()
 

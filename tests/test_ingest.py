@@ -10,6 +10,9 @@ import orjson
 import pytest
 from logtide_server import entry_problem
 
+from logtide_kafka import _ingest
+from logtide_kafka._contract import replace_forbidden_json
+from logtide_kafka._event import encode_event, make_event
 from logtide_kafka._ingest import (
     Source,
     Unshippable,
@@ -440,3 +443,102 @@ def test_every_normalised_entry_is_valid_for_logtide(raw: bytes) -> None:
     decoded = orjson.loads(encode_entry(entry))
     assert entry_problem(decoded) is None
     assert decoded["metadata"]["kafka"] == KAFKA
+
+
+# -- the fast path for LogTide-native events ------------------------------------------------
+
+
+def _producer_event(**metadata: Any) -> bytes:
+    """An event as this library's producer writes it."""
+    return encode_event(make_event(time.time(), "checkout", "info", "order paid", metadata))[0]
+
+
+_EMOJI = "\U0001f600"
+# (raw value, whether it takes the fast path).  Every near miss must take the full steps.
+FAST_PATH_CASES: list[tuple[bytes, bool]] = [
+    (orjson.dumps(NATIVE), True),
+    (orjson.dumps({k: v for k, v in NATIVE.items() if k not in ("trace_id", "span_id")}), True),
+    (_producer_event(), True),
+    (
+        _producer_event(trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="00f067aa0ba902b7"),
+        True,
+    ),
+    (_producer_event(exception={"type": "ValueError", "stack": 'line 1\nline 2 \\ "q"'}), True),
+    (_producer_event(note="caf\u00e9 \u2603 " + _EMOJI, big=2**63 - 1, f=1.5, n=None), True),
+    (orjson.dumps({**NATIVE, "service": _EMOJI * 50}), True),  # 100 UTF-16 units
+    (orjson.dumps({**NATIVE, "service": _EMOJI * 51}), False),  # 102: cut
+    (orjson.dumps({**NATIVE, "service": "x" * 101}), False),
+    (orjson.dumps({**NATIVE, "service": " checkout"}), False),
+    (orjson.dumps({**NATIVE, "service": "checkout\n"}), False),
+    (orjson.dumps({**NATIVE, "service": ""}), False),
+    (orjson.dumps({**NATIVE, "service": 7}), False),
+    (orjson.dumps({**NATIVE, "level": "INFO"}), False),
+    (orjson.dumps({**NATIVE, "level": "warning"}), False),
+    (orjson.dumps({**NATIVE, "level": " info"}), False),
+    (orjson.dumps({**NATIVE, "level": 40}), False),
+    (orjson.dumps({**NATIVE, "level": ["info"]}), False),
+    (orjson.dumps({**NATIVE, "time": "2025-11-25T08:30:03Z"}), False),
+    (orjson.dumps({**NATIVE, "time": "2025-11-25T08:30:03.214567Z"}), False),
+    (orjson.dumps({**NATIVE, "time": "2025-11-25T10:30:03.214+02:00"}), False),
+    (orjson.dumps({**NATIVE, "time": "2025-02-30T08:30:03.214Z"}), False),
+    (orjson.dumps({**NATIVE, "time": 1_700_000_000}), False),
+    (orjson.dumps({**NATIVE, "message": ""}), False),
+    (orjson.dumps({**NATIVE, "message": 12}), False),
+    (orjson.dumps({**NATIVE, "message": {"a": 1}}), False),
+    (orjson.dumps({**NATIVE, "message": None}), False),
+    (orjson.dumps({k: v for k, v in NATIVE.items() if k != "metadata"}), False),
+    (orjson.dumps({**NATIVE, "metadata": None}), False),
+    (orjson.dumps({**NATIVE, "metadata": [1, 2]}), False),
+    (orjson.dumps({**NATIVE, "metadata": {"kafka": KAFKA}}), False),
+    (orjson.dumps({**NATIVE, "metadata": {"kafka": "elsewhere"}}), False),
+    (orjson.dumps({**NATIVE, "trace_id": "not-a-trace"}), False),
+    (orjson.dumps({**NATIVE, "trace_id": 5}), False),
+    (orjson.dumps({**NATIVE, "trace_id": "4bf92f3577b34da6"}), True),  # 64-bit
+    (orjson.dumps({**NATIVE, "trace_id": "123e4567-e89b-12d3-a456-426614174000"}), True),
+    (orjson.dumps({**NATIVE, "span_id": "00F067AA0BA902B7"}), True),  # either case
+    (orjson.dumps({**NATIVE, "span_id": "00f067aa0ba902"}), False),
+    (orjson.dumps({**NATIVE, "span_id": None}), False),
+    (orjson.dumps({**NATIVE, "host": "web-3"}), False),  # not a LogTide field: moved
+    (orjson.dumps({**NATIVE, "msg": "other"}), False),
+    (orjson.dumps({k: v for k, v in NATIVE.items() if k != "time"}), False),
+    (orjson.dumps({k: v for k, v in NATIVE.items() if k != "level"}), False),
+    (orjson.dumps({k: v for k, v in NATIVE.items() if k != "service"}), False),
+    # U+0000 is replaced before either path sees it.
+    (orjson.dumps({**NATIVE, "message": "a\x00b", "metadata": {"k\x00": "v\x00"}}), True),
+    (orjson.dumps({**NATIVE, "service": "svc\x00"}), True),
+    (b'{"message":"dup","message":"last",' + orjson.dumps(NATIVE)[1:], True),
+    (
+        b'{"time":"2025-11-25T08:30:03.214Z","service":"s","level":"info","message":"m",'
+        b'"metadata":{"kafka":1},"metadata":{"a":1}}',
+        True,
+    ),  # the last metadata counts
+    (
+        b'{"time":"2025-11-25T08:30:03.214Z","service":"\\ud800","level":"info","message":"m",'
+        b'"metadata":{}}',
+        True,
+    ),  # a lone surrogate: only the second parser reads it
+    (orjson.dumps([NATIVE]), False),
+    (b"null", False),
+]
+
+
+@pytest.mark.parametrize(("raw", "fast"), FAST_PATH_CASES)
+def test_the_fast_path_gives_what_the_full_steps_give(
+    raw: bytes, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (_ingest._native(_ingest._decode(replace_forbidden_json(raw))) is not None) is fast
+
+    def outcome() -> tuple[Any, ...]:
+        try:
+            entry, converted = normalize(raw, SOURCE)
+        except Unshippable as exc:
+            return ("unshippable", exc.reason)
+        return (entry, list(entry), list(entry["metadata"]), converted, encode_entry(entry))
+
+    quick = outcome()
+    monkeypatch.setattr(_ingest, "_native", lambda value: None)
+    assert outcome() == quick
+    if fast:
+        assert quick[3] is False
+        assert validate_entry(quick[0]) is None
+        assert quick[0]["metadata"]["kafka"] == KAFKA
