@@ -173,8 +173,15 @@ def _convert(value: Any, source: Source) -> tuple[dict[str, Any], bool]:
 
 
 def encode_entry(entry: dict[str, Any]) -> bytes:
-    """An entry as JSON bytes (never raises: odd values are repaired, see ``_event``)."""
-    return encode_event(entry)[0]
+    """An entry as JSON bytes (never raises: odd values are repaired, see ``_event``).
+
+    An entry holds decoded JSON (string keys, JSON types), which orjson encodes as
+    ``encode_event`` would without its options; they matter only when orjson refuses the
+    entry (nesting beyond its limit, a lone surrogate from the second parser...)."""
+    try:
+        return orjson.dumps(entry)
+    except orjson.JSONEncodeError:
+        return encode_event(entry)[0]
 
 
 def encode_body(entries: Sequence[bytes]) -> bytes:
@@ -283,7 +290,10 @@ def _native(value: Any) -> dict[str, Any] | None:
         or not WRITTEN_TIME_PATTERN.fullmatch(time)
         or not service
         or service != service.strip()
-        or utf16_len(service) > MAX_SERVICE_LEN
+        or (
+            (len(service) > MAX_SERVICE_LEN or not service.isascii())
+            and utf16_len(service) > MAX_SERVICE_LEN
+        )
     ):
         return None
     entry: dict[str, Any] = {

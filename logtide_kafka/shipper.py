@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import logging
 import random
 import re
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,6 +97,8 @@ _CONSUMER_ONLY: Final = re.compile(
     r"consume\..*|coordinator\..*"
 )
 _MAX_CONCURRENCY: Final = 64
+# Source(...) without the named tuple's own __new__ (a Python function): one per message.
+_new_source: Final = functools.partial(tuple.__new__, Source)
 _RESERVED: Final = frozenset({"bootstrap.servers", "group.id", "enable.auto.commit"})
 
 
@@ -174,9 +177,6 @@ class Shipper:
         self._warned: set[str] = set()
         self._random = random.Random()
         self._dlq_topic = config.dlq_topic
-        # Counted by _accept, handed to the metrics by _count.
-        self._consumed = 0
-        self._normalized = 0
         self._recent = RecentIds()  # event ids read lately: a replayed repeat is dropped
 
     # -- public surface ---------------------------------------------------------------------
@@ -412,18 +412,20 @@ class Shipper:
         batch = self._batch
         size = entries = 0
         deadline: float | None = None
+        pending = self._pending
+        max_events, max_bytes = config.batch_max_events, config.batch_max_bytes
         while not self._stopping:
-            while self._pending and len(batch) < config.batch_max_events:
-                item = self._pending[0]
-                if item.payload is not None:
-                    grown = body_size(size + len(item.payload), entries + 1)
-                    if entries and grown > config.batch_max_bytes:
+            if pending and deadline is None:
+                deadline = time.monotonic() + config.batch_max_wait
+            while pending and len(batch) < max_events:
+                payload = pending[0].payload
+                if payload is not None:
+                    grown = body_size(size + len(payload), entries + 1)
+                    if entries and grown > max_bytes:
                         return  # full by size; the item starts the next batch
-                    size += len(item.payload)
+                    size += len(payload)
                     entries += 1
-                batch.append(self._pending.popleft())
-                if deadline is None:
-                    deadline = time.monotonic() + config.batch_max_wait
+                batch.append(pending.popleft())
             now = time.monotonic()
             if len(batch) >= config.batch_max_events or (deadline is not None and now >= deadline):
                 return
@@ -431,72 +433,70 @@ class Shipper:
             wanted = min(500, config.batch_max_events - len(batch))
             messages = self._consumer.consume(num_messages=wanted, timeout=timeout)
             self._last_poll = time.monotonic()
-            for message in messages:
-                self._accept(message)
-            self._count()
+            self._accept(messages)
             if not batch and not self._pending:
                 return  # nothing to read: let the main loop take in finished batches
 
-    def _accept(self, message: Message) -> None:
-        """Turn a consumed message into a pending item (or report a consumer error).
+    def _accept(self, messages: Sequence[Message]) -> None:
+        """Turn consumed messages into pending items (or report consumer errors).
 
-        Runs for every message: its counters are kept in plain attributes and handed to
-        the metrics by :meth:`_count` once per ``consume`` call (a lock per message cost
-        as much as the rest of this method)."""
-        error = message.error()
-        if error is not None:
-            if error.fatal():
-                raise KafkaException(error)
-            if error.code() != KafkaError._PARTITION_EOF:
-                self._warn_once(error.str(), f"Kafka consumer: {error.str()}")
-            return
-        # Never None on a message without an error.
-        topic = message.topic() or ""
-        partition = message.partition() or 0
-        offset = message.offset() or 0
-        kind, stamp = message.timestamp()
-        source = Source(topic, partition, offset, message.key(), stamp if kind else None)
-        raw = message.value()
-        if topic == self._dlq_topic:
-            # A pattern subscription matched the dead-letter topic itself: shipping its
-            # envelopes would dead-letter them again, forever.  Skipped, and committed.
-            self._warn_once("dlq", f"not shipping the dead-letter topic {topic}")
-            self._queue(_Item(source, raw, None, done=True))
-            return
-        self._consumed += 1
-        if self._recent.repeats(topic, partition, offset, message.headers()):
-            self._metrics.add("duplicates_dropped")  # done: its first copy is shipped
-            self._queue(_Item(source, raw, None, done=True))
-            return
+        Runs for every message consumed, so the common case is one loop with its lookups
+        hoisted, and the counters reach the metrics (a lock) once per call."""
+        pending = self._pending
+        tracks = self._track
+        dlq_topic = self._dlq_topic
+        repeats = self._recent.repeats
+        consumed = normalized = 0
         try:
-            entry, converted = normalize(raw, source)
-        except Unshippable as exc:
-            self._queue(_Item(source, raw, None, exc.reason))
-            return
-        if converted:
-            self._normalized += 1
-        item = _Item(source, raw, encode_entry(entry))
-        self._pending.append(item)
-        track = self._track.get((topic, partition))
-        if track is None:
-            track = self._track[(topic, partition)] = collections.deque()
-        track.append(item)
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    self._consumer_error(error)
+                    continue
+                # Never None on a message without an error.
+                topic = message.topic() or ""
+                partition = message.partition() or 0
+                offset = message.offset() or 0
+                kind, stamp = message.timestamp()
+                source = _new_source(
+                    (topic, partition, offset, message.key(), stamp if kind else None)
+                )
+                raw = message.value()
+                if topic == dlq_topic:
+                    # A pattern subscription matched the dead-letter topic itself: shipping
+                    # its envelopes would dead-letter them again, forever.  Skipped, and
+                    # committed.
+                    self._warn_once("dlq", f"not shipping the dead-letter topic {topic}")
+                    item = _Item(source, raw, None, done=True)
+                else:
+                    consumed += 1
+                    if repeats(topic, partition, offset, message.headers()):
+                        self._metrics.add("duplicates_dropped")  # its first copy is shipped
+                        item = _Item(source, raw, None, done=True)
+                    else:
+                        try:
+                            entry, converted = normalize(raw, source)
+                        except Unshippable as exc:
+                            item = _Item(source, raw, None, exc.reason)
+                        else:
+                            normalized += converted
+                            item = _Item(source, raw, encode_entry(entry))
+                pending.append(item)
+                track = tracks.get((topic, partition))
+                if track is None:
+                    track = tracks[(topic, partition)] = collections.deque()
+                track.append(item)
+        finally:
+            if consumed:
+                self._metrics.add("messages_consumed", consumed)
+            if normalized:
+                self._metrics.add("normalized", normalized)
 
-    def _count(self) -> None:
-        """Hand the counts :meth:`_accept` kept to the metrics."""
-        if self._consumed:
-            self._metrics.add("messages_consumed", self._consumed)
-            self._consumed = 0
-        if self._normalized:
-            self._metrics.add("normalized", self._normalized)
-            self._normalized = 0
-
-    def _queue(self, item: _Item) -> None:
-        self._pending.append(item)
-        track = self._track.get(item.partition)
-        if track is None:
-            track = self._track[item.partition] = collections.deque()
-        track.append(item)
+    def _consumer_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            raise KafkaException(error)
+        if error.code() != KafkaError._PARTITION_EOF:
+            self._warn_once(error.str(), f"Kafka consumer: {error.str()}")
 
     # -- shipping a batch ------------------------------------------------------------------
 
@@ -658,9 +658,10 @@ class Shipper:
             for item in self._track.pop(key, ()):
                 if not item.done:
                     item.abandoned = True
-        self._pending = collections.deque(
-            item for item in self._pending if item.partition not in partitions
-        )
+        # In place: _collect holds on to the deque across the consume call that runs this.
+        kept = [item for item in self._pending if item.partition not in partitions]
+        self._pending.clear()
+        self._pending.extend(kept)
         self._owned -= partitions
         for key in partitions:
             self._committed.pop(key, None)
@@ -672,8 +673,7 @@ class Shipper:
         self._last_poll = time.monotonic()
         if message is not None:
             # From a partition assigned since the pause: kept, for the next batch.
-            self._accept(message)
-            self._count()
+            self._accept((message,))
         if self._repause:
             self._pause()
 
