@@ -286,7 +286,9 @@ class LogTideServer:
         faulty = self.fault(logs) if self.fault is not None else None
         if faulty is not None:
             return faulty, len(logs), []
-        nul = _nul_error(logs)
+        # JSON carries U+0000 only as the escape \u0000 (the parser refuses a raw one):
+        # without it in the body, no need to walk every entry (the benchmark's fast sink).
+        nul = _nul_error(logs) if b"\\u0000" in body else None
         if nul is not None:  # the batch reached PostgreSQL, which refused it whole
             code, message = nul
             error = _fastify_error(500, "Internal Server Error", message, code)
