@@ -9,7 +9,14 @@ shipper into a fast local sink, in one run (``make bench-shipper``).
    that same LogTide.  Loss and duplicates are counted in LogTide's database by the Kafka
    coordinates each entry carries (``psql``, as ``../shared/logtide/README.md`` shows).
 3. **Shipper -> fast sink**: the same topic into ``tests/logtide_server.py`` (validation and
-   200 answers, entries counted), running in a third process.
+   200 answers, entries counted), running in a third process.  The sink's own rate and CPU
+   per entry (ready-made bodies from 4 clients) are printed first: on 2 CPUs the sink and
+   the shipper share the machine, so the sink bounds what the shipper can show.
+
+The topic holds events as this library's producer writes them: LogTide-native JSON and the
+producer's record headers (``event-id``...).  For each shipper run the steady-state CPU is
+split by thread: the consumer thread (reading, normalising, batching), the posting
+threads (HTTP), librdkafka's own threads, and this benchmark's polling of the metrics.
 
 Rates are "steady": from the first accepted batch to the last (consumer-group join left
 out; it is Kafka's, not the shipper's).  Targets, printed MET or MISSED: the shipper reaches
@@ -50,6 +57,8 @@ import httpx
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from logtide_kafka._headers import event_headers, new_event_id
+from logtide_kafka._ingest import encode_body
 from logtide_kafka.shipper import DEFAULT_CONCURRENCY, Shipper, ShipperConfig
 from logtide_kafka.testing import create_topics, kafka_or_local
 
@@ -77,6 +86,8 @@ class ShipRun:
     retries: int
     requests: int
     valid: bool
+    #: CPU us per event by thread group, from the first accepted batch to the last.
+    by_thread: dict[str, float]
 
     def rate(self, events: int) -> float:
         return events / self.steady_s if self.steady_s > 0 else 0.0
@@ -107,7 +118,8 @@ def serve(conn: Connection) -> None:
     """Child process: run the ingest server until the parent sends anything."""
     with LogTideServer(api_key=SINK_KEY, record=False) as server:
         conn.send(server.url)
-        conn.recv()
+        while conn.recv() == "pid":
+            conn.send(os.getpid())
         conn.send(server.accepted_count)
 
 
@@ -125,6 +137,41 @@ def fast_sink() -> Iterator[tuple[str, Connection]]:
             process.kill()
 
 
+def sink_capacity(url: str, conn: Connection, requests: int) -> tuple[float, float]:
+    """The fast sink's own rate and CPU per entry, for bodies like the shipper's (with
+    ``metadata.kafka``) posted by 4 clients."""
+    entries = []
+    for i in range(BATCH):
+        event = entry("bench-sink", i)
+        event["metadata"]["kafka"] = {"topic": "logs.bench", "partition": i % 3, "offset": i}
+        entries.append(orjson.dumps(event))
+    body = encode_body(entries)
+    headers = {"Content-Type": "application/json", "X-API-Key": SINK_KEY}
+    ingest = url.rstrip("/") + "/api/v1/ingest"
+    conn.send("pid")
+    pid = int(conn.recv())
+    with (
+        httpx.Client(timeout=60, limits=httpx.Limits(max_connections=4)) as client,
+        concurrent.futures.ThreadPoolExecutor(4) as pool,
+    ):
+        client.post(ingest, content=body, headers=headers)
+        cpu_before = process_cpu(pid)
+        started = time.perf_counter()
+        list(
+            pool.map(lambda _: client.post(ingest, content=body, headers=headers), range(requests))
+        )
+        elapsed = time.perf_counter() - started
+        cpu = process_cpu(pid) - cpu_before
+    return requests * BATCH / elapsed, cpu / (requests * BATCH) * 1e6
+
+
+def process_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        text = stat.read()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- the shipper, in its own process ------------------------------------------------------
 
 
@@ -132,21 +179,43 @@ def ship(conn: Connection, settings: dict[str, Any], events: int) -> None:
     """Child process: run a Shipper until it shipped ``events``; report time, CPU, RSS."""
     settings["topics"] = tuple(settings["topics"])
     shipper = Shipper(ShipperConfig(**settings))
-    thread = threading.Thread(target=shipper.run, daemon=True)
+    consumer_tid: list[int] = []
+
+    def run() -> None:
+        consumer_tid.append(threading.get_native_id())
+        shipper.run()
+
+    thread = threading.Thread(target=run, daemon=True)
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     thread.start()
     first: float | None = None
+    threads_at_first: dict[int, tuple[str, float]] = {}
     deadline = time.monotonic() + RUN_TIMEOUT
-    shipped = 0
+    shipped = first_count = 0
     while time.monotonic() < deadline:
         shipped = shipper.metrics()["events_shipped"]
         if shipped and first is None:
             first = time.perf_counter()
+            first_count = shipped
+            threads_at_first = thread_cpu()
         if shipped >= events:
             break
         time.sleep(0.002)
     finished = time.perf_counter()
+    threads_at_end = thread_cpu()
+    by_thread: dict[str, float] = {}
+    for tid, (name, cpu) in threads_at_end.items():
+        if tid == consumer_tid[0]:
+            group = "consumer thread"
+        elif tid == threading.get_native_id():
+            group = "benchmark's poll"
+        elif name.startswith("rdk:"):
+            group = "librdkafka"
+        else:
+            group = "posting threads"
+        spent = cpu - threads_at_first.get(tid, (name, 0.0))[1]
+        by_thread[group] = by_thread.get(group, 0.0) + spent
     shipper.stop()
     thread.join(60)
     after = resource.getrusage(resource.RUSAGE_SELF)
@@ -160,8 +229,29 @@ def ship(conn: Connection, settings: dict[str, Any], events: int) -> None:
             "peak_rss_mb": after.ru_maxrss / 1024,
             "retries": metrics["retries"],
             "requests": metrics["requests"],
+            "by_thread": {
+                group: spent / max(1, events - first_count) for group, spent in by_thread.items()
+            },
         }
     )
+
+
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds of each thread of this process, by thread id, with its name."""
+    found = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as stat:
+                text = stat.read()
+        except OSError:  # the thread ended
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        found[int(tid)] = (
+            text[text.index("(") + 1 : text.rindex(")")],
+            (int(fields[11]) + int(fields[12])) / tick,
+        )
+    return found
 
 
 def run_shipper(settings: dict[str, Any], events: int) -> dict[str, Any]:
@@ -203,6 +293,7 @@ def shipper_run(
         report["retries"],
         report["requests"],
         valid,
+        report["by_thread"],
     )
     return run, group
 
@@ -221,8 +312,17 @@ def produce(bootstrap: str, topic: str, events: int, service: str) -> None:
             failed.append(str(error))
 
     for i in range(events):
-        value = orjson.dumps(entry(service, i))
-        producer.produce(topic, value, key=b"bench-svc%d" % (i % 12), on_delivery=report)
+        event = entry(service, i)
+        # The record headers this library's producer writes (event-id: the shipper's
+        # duplicate check reads it for every message).
+        headers = event_headers(event, new_event_id())
+        producer.produce(
+            topic,
+            orjson.dumps(event),
+            key=b"bench-svc%d" % (i % 12),
+            headers=headers,
+            on_delivery=report,
+        )
         producer.poll(0)
     if producer.flush(120) or failed:
         raise RuntimeError(f"producing failed: {failed[:3]}")
@@ -317,6 +417,11 @@ def describe(name: str, run: ShipRun, events: int) -> str:
         f"CPU {run.cpu_s * 1e6 / events:.1f} us/event, peak RSS {run.peak_rss_mb:.0f} MB, "
         f"{run.requests} requests, {run.retries} retries"
         + ("" if run.valid else " INVALID (not all shipped or not committed to the end)")
+        + "\n    steady-state CPU by thread, us/event: "
+        + ", ".join(
+            f"{group} {spent * 1e6:.1f}"
+            for group, spent in sorted(run.by_thread.items(), key=lambda kv: -kv[1])
+        )
     )
 
 
@@ -413,6 +518,14 @@ def main() -> int:  # noqa: PLR0915 - one linear report
             )
 
         print(f"\n(c) shipper -> fast local sink (tests/logtide_server.py), {events:,} events")
+        with fast_sink() as (sink_url, sink_conn):
+            rate, sink_cpu = sink_capacity(sink_url, sink_conn, args.capacity_requests * 2)
+            sink_conn.send("stop")
+            sink_conn.recv()
+        print(
+            f"  the sink alone (ready-made bodies of {BATCH}, 4 clients): {rate:,.0f} entries/s, "
+            f"its CPU {sink_cpu:.1f} us/entry (the sink shares the 2 CPUs with the shipper)"
+        )
         url, sink = stack.enter_context(fast_sink())
         for concurrency in levels:
             run, _group = shipper_run(
