@@ -72,11 +72,11 @@ def _default_publisher() -> Publisher:
 
 
 def _service_key(service: object) -> tuple[str, bytes]:
-    cached = _keys.get(service) if service.__class__ is str else None
+    cached = _keys.get(service) if type(service) is str else None
     if cached is None:
         name = normalize_service(service)
         cached = (name, name.encode())
-        if service.__class__ is str and len(_keys) < _MAX_KEYS:
+        if type(service) is str and len(_keys) < _MAX_KEYS:
             _keys[service] = cached
     return cached
 
@@ -97,7 +97,7 @@ def send_log(level: str | int, message: str, service: str, /, **metadata: Any) -
         if not known:
             metadata["level_name"] = safe_str(level)
         svc, key = _service_key(service)
-        if message.__class__ is not str:
+        if type(message) is not str:
             message = safe_str(message)
         metadata.setdefault("hostname", HOSTNAME)
         event = publisher.complete(make_event(time(), svc, name, message, metadata))

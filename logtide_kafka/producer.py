@@ -25,8 +25,10 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from logtide_kafka._event import (
+    DECODE_BUDGET,
     ENCODE_ERRORS,
     ENCODE_OPTIONS,
+    MAX_VALUE_LEN,
     encode_default,
     encode_repaired,
     fit_payload,
@@ -240,8 +242,12 @@ class LogProducer:
             payload = encode_repaired(event)
             with self._lock:
                 self._encode_errors += 1
+        # Bytes decoded or text repaired (rare): values past the allowance were cut.
+        cut = DECODE_BUDGET.left != MAX_VALUE_LEN and DECODE_BUDGET.reset()
         if len(payload) > self._max_payload:
             payload = fit_payload(event, payload, self._max_payload)
+            cut = True
+        if cut:
             with self._lock:
                 self._truncated += 1
         if not self._usable:

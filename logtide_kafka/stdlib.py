@@ -126,9 +126,7 @@ class KafkaHandler(logging.Handler):
         local.busy = True
         try:
             name = record.name  # a filter may have set anything here
-            if name.__class__ is not str or not (
-                name.startswith(_OWN_LOGGERS) or name == _OWN_LOGGER
-            ):
+            if type(name) is not str or not (name.startswith(_OWN_LOGGERS) or name == _OWN_LOGGER):
                 self._publisher.publish(self.to_event(record), self._key)
         except Exception as exc:
             self._producer.count_failure(exc)
@@ -152,7 +150,7 @@ class KafkaHandler(logging.Handler):
                 message = record.getMessage()
             else:
                 message = self.format(record)
-                if message.__class__ is not str:  # a custom formatter's odd return value
+                if type(message) is not str:  # a custom formatter's odd return value
                     message = safe_str(message)
         except Exception as exc:
             if self.formatter is not None and _message_works(record):
