@@ -34,6 +34,7 @@ from logtide_kafka._event import (
     fit_payload,
 )
 from logtide_kafka._policy import DEFAULT_POLICY, DeliveryPolicy
+from logtide_kafka._report import report
 from logtide_kafka._spool import Spool, SpoolLocked
 from logtide_kafka._threads import start_daemon
 
@@ -43,8 +44,12 @@ __all__ = [
     "DeliveryPolicy",
     "LogProducer",
     "ProducerStats",
+    "close_all",
+    "flush_all",
     "get_producer",
     "resolve_config",
+    "set_exit_timeout",
+    "stats_all",
 ]
 
 #: librdkafka settings applied before the caller's own (which always win).
@@ -62,6 +67,8 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = {
 DEFAULT_BOOTSTRAP: Final = "localhost:9092"
 #: Seconds the exit hook waits, in all, for every producer to deliver what it holds.
 DEFAULT_EXIT_TIMEOUT: Final = 10.0
+#: Sets the exit timeout (seconds) without code: read when the library is imported.
+EXIT_TIMEOUT_ENV: Final = "LOGTIDE_KAFKA_EXIT_TIMEOUT"
 #: Bytes kept free under ``message.max.bytes`` for the key and record framing.
 RECORD_OVERHEAD: Final = 512
 #: Seconds between two stderr warnings about the same missing topic.
@@ -222,6 +229,7 @@ class LogProducer:
         self._forked = False
         self._stop = threading.Event()
         self._poller = start_daemon(self._poll_loop, "logtide-kafka-poller")
+        _hook_worker_exit()
 
     def __repr__(self) -> str:
         servers = self._config.get("bootstrap.servers")
@@ -643,7 +651,25 @@ _registry: dict[tuple[object, ...], LogProducer] = {}
 _registry_lock = threading.RLock()
 _abandoned: list[Any] = []
 _instances: weakref.WeakSet[LogProducer] = weakref.WeakSet()
-_exit_timeout = DEFAULT_EXIT_TIMEOUT
+
+
+def _exit_timeout_from_env() -> float:
+    raw = os.environ.get(EXIT_TIMEOUT_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_EXIT_TIMEOUT
+    try:
+        return check_exit_timeout(float(raw))
+    except ValueError:
+        report(f"ignoring {EXIT_TIMEOUT_ENV}={raw!r}: not a number of seconds >= 0")
+        return DEFAULT_EXIT_TIMEOUT
+
+
+def check_exit_timeout(seconds: float) -> float:
+    """``seconds`` as a float, or ValueError naming the option when it is not >= 0."""
+    value = float(seconds)
+    if not value >= 0:  # NaN too
+        raise ValueError(f"exit_timeout must be a number of seconds >= 0, not {seconds!r}")
+    return value
 
 
 def _registry_key(config: Mapping[str, Any], policy: DeliveryPolicy) -> tuple[object, ...]:
@@ -675,20 +701,110 @@ def _forget(producer: LogProducer) -> None:
 
 
 def set_exit_timeout(seconds: float) -> None:
-    """Set the total bound on flushing every producer at interpreter exit."""
+    """Set the total bound on flushing every producer at interpreter exit (also the
+    default of ``flush()``).  Creates no producer; the last value set wins, and
+    ``LOGTIDE_KAFKA_EXIT_TIMEOUT`` gives the value before any is set."""
     global _exit_timeout
-    _exit_timeout = float(seconds)
+    _exit_timeout = check_exit_timeout(seconds)
+
+
+def exit_timeout() -> float:
+    """The bound set by :func:`set_exit_timeout` (or the environment, or the default)."""
+    return _exit_timeout
+
+
+def _open_producers() -> list[LogProducer]:
+    """Every producer of this process that is not closed: shared or built directly."""
+    with _registry_lock:
+        return [producer for producer in list(_instances) if not producer.closed]
+
+
+def flush_all(timeout: float | None = None) -> int:
+    """Wait for every producer of the process, sharing one deadline (default: the exit
+    timeout); return how many events are still undelivered (queued or spooled) in all.
+    Creates no producer."""
+    deadline = time.monotonic() + max(_exit_timeout if timeout is None else timeout, 0.0)
+    return sum(p.flush(max(deadline - time.monotonic(), 0.0)) for p in _open_producers())
+
+
+def stats_all() -> ProducerStats:
+    """The counters of every producer of the process, added up: closed ones too, whose
+    ``dropped_by["closed"]`` counts what was sent after the close (``last_error`` and
+    ``librdkafka`` come from one producer only when there is only one).  All zero when
+    there is none; creates no producer."""
+    with _registry_lock:
+        producers = list(_instances)
+    snapshots = [producer.stats() for producer in producers]
+    if len(snapshots) == 1:
+        return snapshots[0]
+    dropped_by: dict[str, int] = {}
+    for snapshot in snapshots:
+        for reason, count in snapshot.dropped_by.items():
+            dropped_by[reason] = dropped_by.get(reason, 0) + count
+    errors = [s.last_error for s in snapshots if s.last_error is not None]
+    return ProducerStats(
+        enqueued=sum(s.enqueued for s in snapshots),
+        delivered=sum(s.delivered for s in snapshots),
+        failed=sum(s.failed for s in snapshots),
+        dropped=sum(s.dropped for s in snapshots),
+        dropped_by=dropped_by,
+        encode_errors=sum(s.encode_errors for s in snapshots),
+        queue_length=sum(s.queue_length for s in snapshots),
+        last_error=errors[-1] if errors else None,
+        truncated=sum(s.truncated for s in snapshots),
+        spooled=sum(s.spooled for s in snapshots),
+        replayed=sum(s.replayed for s in snapshots),
+        spool_pending=sum(s.spool_pending for s in snapshots),
+    )
 
 
 def close_all(timeout: float | None = None) -> int:
-    """Close every producer, sharing one deadline; return the events left undelivered."""
-    deadline = time.monotonic() + (_exit_timeout if timeout is None else timeout)
-    with _registry_lock:
-        producers = list(_registry.values())
+    """Close every producer of the process, sharing one deadline; return the events left
+    undelivered.  Creates no producer."""
+    deadline = time.monotonic() + max(_exit_timeout if timeout is None else timeout, 0.0)
     left = 0
-    for producer in producers:
+    for producer in _open_producers():
         left += producer.close(max(deadline - time.monotonic(), 0.0))
     return left
+
+
+#: The pid whose worker-exit hooks are registered (a forked child registers its own).
+_hooked_pid: int | None = None
+#: Runtimes whose worker processes end with ``os._exit`` after running these finalizers.
+_WORKER_RUNTIMES: Final = ("multiprocessing.util", "billiard.util")
+# Below the default priorities of the runtimes' own finalizers (queues, managers): a
+# finalizer that still logs is flushed too.
+_FINALIZE_PRIORITY: Final = 0
+
+
+def _hook_worker_exit() -> None:
+    """Close every producer when a ``multiprocessing`` or ``billiard`` (Celery) worker ends.
+
+    Their workers end with ``os._exit`` (a pool recycling a child after
+    ``maxtasksperchild``, ``ProcessPoolExecutor(max_tasks_per_child=...)``, Celery's
+    ``worker_max_tasks_per_child``), so exit hooks never run; but ``Process._bootstrap``
+    first runs the finalizers registered with ``util.Finalize``.  Registered once per
+    process, when its first producer starts (a fork child's on its first send: the
+    runtime clears the inherited ones), and only for runtimes already imported: never
+    imported here.
+    """
+    global _hooked_pid
+    pid = os.getpid()
+    if _hooked_pid == pid:
+        return
+    _hooked_pid = pid
+    for name in _WORKER_RUNTIMES:
+        util = sys.modules.get(name)
+        if util is None:
+            continue
+        try:
+            util.Finalize(None, _close_at_worker_exit, exitpriority=_FINALIZE_PRIORITY)
+        except Exception as exc:  # a runtime version we do not know: exit hooks only
+            report(f"cannot hook the exit of {name.partition('.')[0]} workers: {exc!r}")
+
+
+def _close_at_worker_exit() -> None:
+    close_all()
 
 
 _sigterm_installed = False
@@ -723,13 +839,15 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def _in_forked_child() -> None:
-    global _registry_lock
+    global _registry_lock, _hooked_pid
+    _hooked_pid = None  # the runtime may have cleared the parent's finalizers
     _registry_lock = threading.RLock()  # a parent thread may have held it at the fork
     for producer in list(_instances):
         if not producer.closed:
             producer._usable, producer._forked = False, True
 
 
+_exit_timeout = _exit_timeout_from_env()
 os.register_at_fork(after_in_child=_in_forked_child)
 # Registered at import, after ``logging`` registered its own hook: exit hooks run last-in
 # first-out, so producers are flushed before logging.shutdown() closes the handlers, and
