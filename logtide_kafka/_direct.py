@@ -94,10 +94,11 @@ def _default_publisher() -> Publisher:
     return publisher
 
 
-def _service_key(service: object) -> tuple[str, bytes]:
+def _service_key(service: object, producer: LogProducer) -> tuple[str, bytes]:
     cached = _keys.get(service) if type(service) is str else None
     if cached is None:
         name = normalize_service(service)
+        producer.add_service(name)
         cached = (name, name.encode())
         if type(service) is str and len(_keys) < _MAX_KEYS:
             _keys[service] = cached
@@ -119,7 +120,7 @@ def send_log(level: str | int, message: str, service: str, /, **metadata: Any) -
         name, known = normalize_level(level)
         if not known:
             metadata["level_name"] = safe_str(level)
-        svc, key = _service_key(service)
+        svc, key = _service_key(service, publisher.producer)
         if type(message) is not str:
             message = safe_str(message)
         metadata.setdefault("hostname", HOSTNAME)

@@ -65,8 +65,15 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = {
     "allow.auto.create.topics": False,
 }
 DEFAULT_BOOTSTRAP: Final = "localhost:9092"
-#: Seconds the exit hook waits, in all, for every producer to deliver what it holds.
-DEFAULT_EXIT_TIMEOUT: Final = 10.0
+#: Seconds the exit hook waits, in all, for every producer to deliver what it holds: half
+#: of the 10 s a container runtime grants between SIGTERM and SIGKILL.
+DEFAULT_EXIT_TIMEOUT: Final = 5.0
+#: A close stops waiting once nothing was delivered for this long while every broker is
+#: unreachable, or while events wait for topics known not to exist.
+STALL_SECONDS: Final = 1.0
+#: Seconds between two metadata looks for topics not yet confirmed to exist.
+TOPIC_CHECK_INTERVAL: Final = 5.0
+_METADATA_TIMEOUT: Final = 0.5
 #: Sets the exit timeout (seconds) without code: read when the library is imported.
 EXIT_TIMEOUT_ENV: Final = "LOGTIDE_KAFKA_EXIT_TIMEOUT"
 #: Bytes kept free under ``message.max.bytes`` for the key and record framing.
@@ -91,6 +98,7 @@ REPLAY_CHUNK: Final = 1000
 # Per-topic failure counts are kept for at most this many topics (categories can be made
 # up at run time); failures beyond are still counted in ``failed``.
 _MAX_MISSING_TOPICS: Final = 256
+_MAX_SERVICES: Final = 64
 
 _log = logging.getLogger("logtide_kafka")
 # A library leaves output to the application's logging configuration (logging HOWTO):
@@ -177,6 +185,9 @@ class LogProducer:
         # Room for the record's key, headers and framing under librdkafka's size limit.
         limit = int(self._config.get("message.max.bytes", 1_000_000))
         self._max_payload = max(limit - RECORD_OVERHEAD, 1024)
+        #: Service names of the handlers, processors and send_log calls using this producer,
+        #: named in its stderr lines (see :meth:`add_service`).
+        self.services: set[str] = set()
         self._reset_counters()
         self._closed = False
         self._forked_child = False
@@ -207,6 +218,16 @@ class LogProducer:
         self._missing: dict[str, int] = {}
         self._missing_warned: dict[str, tuple[float, int]] = {}
         self._missing_pending = False
+        # Topics sent to, checked in the background: those not yet seen in metadata, and
+        # those the brokers said do not exist (events for them are not waited for at close).
+        self._topics: set[str] = set()
+        self._unchecked: set[str] = set()
+        self._absent: set[str] = set()
+        self._next_topic_check = 0.0
+        self._purged_absent: dict[str, int] = {}
+        # librdkafka said every broker is down, and no metadata request succeeded since.
+        self._unreachable = False
+        self._gave_up = False  # the close stopped waiting: no broker was reachable
 
     def _start(self) -> None:
         conf = dict(self._config)
@@ -269,7 +290,21 @@ class LogProducer:
         except (KafkaException, TypeError, ValueError) as exc:
             return self._produce_failed(topic, exc)
         next(self._enqueued)
+        if topic not in self._topics:  # once per topic: looked up in the background
+            self._new_topic(topic)
         return True
+
+    def add_service(self, service: str) -> None:
+        """Name ``service`` in this producer's stderr lines (a bounded few)."""
+        if len(self.services) < _MAX_SERVICES:
+            self.services.add(service)
+
+    def _new_topic(self, topic: str) -> None:
+        with self._lock:
+            if len(self._topics) < _MAX_MISSING_TOPICS:
+                self._topics.add(topic)
+                self._unchecked.add(topic)
+                self._next_topic_check = 0.0
 
     def _queue_full(self, topic: str, key: bytes | None, payload: bytes) -> bool:
         """Apply the policy to an event librdkafka's queue has no room for."""
@@ -358,7 +393,7 @@ class LogProducer:
             self._poller.join(timeout=1.0)
         if self._spool is not None:
             self._replay_until(deadline)
-        remaining = self._producer.flush(max(deadline - time.monotonic(), 0.0))
+        remaining = self._drain(deadline)
         self._closed = True
         if remaining:
             # len() counts pending client logs and error reports too: count the events
@@ -374,6 +409,39 @@ class LogProducer:
         _forget(self)
         return remaining
 
+    def _drain(self, deadline: float) -> int:
+        """Wait for librdkafka's queue until it is empty or ``deadline``, but not for what
+        cannot arrive: once nothing was delivered for :data:`STALL_SECONDS` while every
+        broker is unreachable (checked again with a metadata request) or events wait for
+        topics known not to exist.  Returns what ``len()`` still counts."""
+        producer = self._producer
+        last = len(producer)
+        progress_at = checked_at = time.monotonic()
+        while last and (left := deadline - time.monotonic()) > 0:
+            remaining: int = producer.flush(min(0.1, left))
+            now = time.monotonic()
+            # len() counts client logs and error reports too: a fall is not always a
+            # delivery, hence the metadata request before giving up on the brokers.
+            if remaining < last:
+                progress_at = now
+            last = remaining
+            if self._absent and now - progress_at >= STALL_SECONDS:
+                break
+            if self._unreachable and now - checked_at >= STALL_SECONDS:
+                checked_at = now
+                if not self._reachable(min(_METADATA_TIMEOUT, left)):
+                    self._gave_up = True
+                    break
+        return last
+
+    def _reachable(self, timeout: float) -> bool:
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except Exception:
+            return False
+        self._unreachable = False
+        return True
+
     def _report_close(self, remaining: int, bound: float) -> None:
         """Say once, on stderr, what the close leaves behind; flush pending warnings."""
         if self._missing_pending:  # failures the poller had no time to warn about
@@ -382,14 +450,20 @@ class LogProducer:
         if not remaining:
             return
         where = self._config.get("bootstrap.servers")
-        line = f"logtide-kafka: {remaining} log event(s) not delivered to {where} "
-        line += f"within {bound:.1f}s at close"
+        line = f"{remaining} log event(s) not delivered to {where}"
+        if self._gave_up:
+            line += f" at close: no broker reachable, so the {bound:.1f}s bound was not waited out"
+        else:
+            line += f" within {bound:.1f}s at close"
+        if self._purged_absent:
+            named = ", ".join(f"{t!r}: {n}" for t, n in sorted(self._purged_absent.items()))
+            line += f"; for topics that do not exist, not waited for: {named}"
         if self._spool is not None:
             line += (
                 f"; {self._spool.pending} event(s) kept in the spool {self._spool.directory} "
                 "for the next start"
             )
-        print(line, file=sys.stderr)
+        report(line, self.services)
 
     def count_failure(self, exc: BaseException) -> None:
         """Count an event a caller could not even build (a broken ``__str__``…) as failed."""
@@ -447,6 +521,8 @@ class LogProducer:
                 self._replay()
             if self._missing_pending:
                 self._warn_missing_topics()
+            if self._unchecked and time.monotonic() >= self._next_topic_check:
+                self._check_topics()
             self._warn_drops()
             if spool is not None:
                 spool.sync_if_due()
@@ -541,10 +617,10 @@ class LogProducer:
                 return
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self._dropped.items()))
             self._dropped_warned, self._dropped_warned_at = total, now
-        print(
-            f"logtide-kafka: dropped {new} log event(s) (policy {self.policy.on_full!r}; "
-            f"so far {reasons}); see stats()",
-            file=sys.stderr,
+        report(
+            f"dropped {new} log event(s) (policy {self.policy.on_full!r}; so far {reasons}); "
+            "see stats()",
+            self.services,
         )
 
     def _count_missing(self, topic: str) -> None:
@@ -571,13 +647,46 @@ class LogProducer:
                 else:  # new failures, but warned recently: look again on a later pass
                     self._missing_pending = True
         for topic, count in due:
-            print(
-                f"logtide-kafka: topic {topic!r} does not exist on "
-                f"{self._config.get('bootstrap.servers')}; {count} log event(s) sent to it "
-                "failed so far. The producer never creates topics: create it, or route "
-                "these events to an existing one.",
-                file=sys.stderr,
+            report(
+                f"topic {topic!r} does not exist on {self._config.get('bootstrap.servers')}; "
+                f"{count} log event(s) sent to it failed so far. The producer never creates "
+                "topics: create it, or route these events to an existing one.",
+                self.services,
             )
+
+    def _check_topics(self) -> None:
+        """Look up, in the brokers' metadata, topics sent to and not yet seen there; name
+        the ones that do not exist, once (on the poller thread)."""
+        self._next_topic_check = time.monotonic() + TOPIC_CHECK_INTERVAL
+        with self._lock:
+            unchecked = sorted(self._unchecked)
+        for topic in unchecked:
+            try:
+                metadata = self._producer.list_topics(topic, timeout=_METADATA_TIMEOUT)
+            except Exception:  # no broker answered: look again later
+                return
+            found = metadata.topics.get(topic)
+            if found is not None and found.error is not None and _is_unknown_topic(found.error):
+                with self._lock:
+                    self._absent.add(topic)
+                    self._unchecked.discard(topic)
+                    # One line a minute per topic, this one or the failure count's.
+                    warned = topic in self._missing_warned
+                    failed = self._missing.get(topic, 0)
+                    self._missing_warned[topic] = (time.monotonic(), failed)
+                if warned:
+                    continue
+                report(
+                    f"topic {topic!r} does not exist on "
+                    f"{self._config.get('bootstrap.servers')}: its events wait, then fail; "
+                    "not waited for at close. Create it, or route these events elsewhere.",
+                    self.services,
+                )
+                continue
+            if found is None or found.error is not None:
+                continue  # no answer for it (leader election…): look again later
+            with self._lock:
+                self._unchecked.discard(topic)
 
     def missing_topics(self) -> dict[str, int]:
         """Topics that did not exist when events were sent to them, with how many events
@@ -591,6 +700,8 @@ class LogProducer:
             value = msg.value()
             if err.code() in _PURGED:
                 self._purged += 1
+                if topic in self._absent:
+                    self._purged_absent[topic] = self._purged_absent.get(topic, 0) + 1
             if self._spool is not None and err.code() in _RETURN_TO_SPOOL and value is not None:
                 with self._lock:
                     self._delivery_failures += 1
@@ -613,6 +724,8 @@ class LogProducer:
     def _on_error(self, err: KafkaError) -> None:
         with self._lock:
             self._last_error = err.str()
+            if err.code() == KafkaError._ALL_BROKERS_DOWN:
+                self._unreachable = True
         if err.fatal():
             _log.error("Kafka producer fatal error: %s", err.str())
         if self._user_error_cb is not None:
@@ -760,8 +873,13 @@ def stats_all() -> ProducerStats:
 
 def close_all(timeout: float | None = None) -> int:
     """Close every producer of the process, sharing one deadline; return the events left
-    undelivered.  Creates no producer."""
-    deadline = time.monotonic() + max(_exit_timeout if timeout is None else timeout, 0.0)
+    undelivered.  Creates no producer.  Without ``timeout``, the exit timeout counts from
+    the first SIGTERM the library's handler took, when there was one: the time the
+    process spent ending (joining workers that flush on their own) is part of the bound."""
+    start = time.monotonic()
+    if timeout is None and _sigterm_at is not None:
+        start = min(start, _sigterm_at)
+    deadline = start + max(_exit_timeout if timeout is None else timeout, 0.0)
     left = 0
     for producer in _open_producers():
         left += producer.close(max(deadline - time.monotonic(), 0.0))
@@ -808,6 +926,8 @@ def _close_at_worker_exit() -> None:
 
 
 _sigterm_installed = False
+#: When the library's SIGTERM handler first ran (monotonic), in this process.
+_sigterm_at: float | None = None
 
 
 def _handle_sigterm() -> None:
@@ -833,14 +953,17 @@ def _handle_sigterm() -> None:
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
+    global _sigterm_at
+    _sigterm_at = time.monotonic()
     # Raised rather than flushing here: the interrupted code may hold a producer's lock.
     signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     raise SystemExit(128 + signum)
 
 
 def _in_forked_child() -> None:
-    global _registry_lock, _hooked_pid
+    global _registry_lock, _hooked_pid, _sigterm_at
     _hooked_pid = None  # the runtime may have cleared the parent's finalizers
+    _sigterm_at = None
     _registry_lock = threading.RLock()  # a parent thread may have held it at the fork
     for producer in list(_instances):
         if not producer.closed:

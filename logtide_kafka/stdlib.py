@@ -84,6 +84,7 @@ class KafkaHandler(logging.Handler):
             **options,
         )
         self._producer = self._publisher.producer
+        self._producer.add_service(self.service)  # named in its stderr lines
         super().__init__(level)  # registers the handler: only once nothing can fail
         self._local = threading.local()
         #: Records skipped because they were logged from inside this handler's own emit.

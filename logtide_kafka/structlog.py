@@ -86,6 +86,7 @@ class KafkaProcessor:
             topic,
             **options,
         )
+        self._publisher.producer.add_service(self.service)  # named in its stderr lines
 
     @property
     def topic(self) -> str:

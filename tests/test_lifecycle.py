@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -203,3 +205,65 @@ def test_an_invalid_environment_value_is_named_and_ignored(dead_bootstrap: str) 
     assert result.stdout.strip() == str(producer_module.DEFAULT_EXIT_TIMEOUT)
     assert "ignoring LOGTIDE_KAFKA_EXIT_TIMEOUT='soon'" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+# -- the shutdown budget -----------------------------------------------------------------------
+
+
+def _stop_group(args: list[str]) -> tuple[float, str]:
+    """Start ``args`` in a process group of its own, wait for ``ready``, send SIGTERM to
+    the group (as a container runtime does); return the seconds to exit and stderr."""
+    process = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=APPS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        started = time.monotonic()
+        os.killpg(process.pid, signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return took, err
+
+
+def _reports(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "logtide-kafka" in line]
+
+
+def test_broker_down_a_parent_and_its_workers_exit_within_the_budget(dead_bootstrap: str) -> None:
+    took, err = _stop_group(["exit_budget.py", dead_bootstrap, "logs.application"])
+    # The bound counts from SIGTERM in every process; a second for interpreter teardown.
+    assert took < producer_module.DEFAULT_EXIT_TIMEOUT + 1.0, (took, err)
+    reports = [line for line in _reports(err) if "not delivered" in line]
+    # One whole line per process (one write each): none run together, each names its pid.
+    assert len(reports) == 3, err
+    pids = set()
+    for line in reports:
+        assert line.startswith("logtide-kafka: 20 log event(s) not delivered"), line
+        assert "no broker reachable" in line
+        found = re.search(r"\(pid (\d+), service budget-svc\)$", line)
+        assert found, line
+        pids.add(found.group(1))
+    assert len(pids) == 3
+
+
+def test_a_missing_topic_is_named_early_and_not_waited_for(kafka_bootstrap: str) -> None:
+    topic = f"logs.missing-{os.getpid()}-{int(time.time())}"
+    took, err = _stop_group(["exit_budget.py", kafka_bootstrap, topic])
+    assert took < 2 * producer_module.STALL_SECONDS + 1.5, (took, err)
+    reports = _reports(err)
+    early = [line for line in reports if "does not exist on" in line]
+    at_close = [line for line in reports if "not delivered" in line]
+    assert len(early) == 3, err  # once per process, before the close
+    assert len(at_close) == 3, err
+    for line in at_close:
+        assert f"for topics that do not exist, not waited for: {topic!r}: 20" in line
