@@ -24,6 +24,7 @@ from typing import Any, Final
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from logtide_kafka._client_log import CollapsedLog, handled
 from logtide_kafka._event import (
     DECODE_BUDGET,
     ENCODE_ERRORS,
@@ -228,6 +229,7 @@ class LogProducer:
         # librdkafka said every broker is down, and no metadata request succeeded since.
         self._unreachable = False
         self._gave_up = False  # the close stopped waiting: no broker was reachable
+        self._next_unreachable_warn = 0.0
 
     def _start(self) -> None:
         conf = dict(self._config)
@@ -235,7 +237,11 @@ class LogProducer:
         conf["error_cb"] = self._on_error
         if int(conf.get("statistics.interval.ms", 0)) > 0:
             conf["stats_cb"] = self._on_stats
-        conf.setdefault("logger", logging.getLogger(CLIENT_LOGGER))
+        # librdkafka's lines, one per kind per interval (a logger of the caller's own is
+        # given everything, as it comes).
+        # Looked up here, not at import: dictConfig disables the loggers that exist then.
+        self._client_log = CollapsedLog(logging.getLogger(CLIENT_LOGGER), self.policy.warn_interval)
+        conf.setdefault("logger", self._client_log)
         self._producer = Producer(conf)
         self._spool = self._open_spool()
         self._spool_lock = threading.Lock()
@@ -523,6 +529,9 @@ class LogProducer:
                 self._warn_missing_topics()
             if self._unchecked and time.monotonic() >= self._next_topic_check:
                 self._check_topics()
+            self._client_log.flush_due()
+            if self._unreachable and time.monotonic() >= self._next_unreachable_warn:
+                self._warn_unreachable()
             self._warn_drops()
             if spool is not None:
                 spool.sync_if_due()
@@ -653,6 +662,21 @@ class LogProducer:
                 "topics: create it, or route these events to an existing one.",
                 self.services,
             )
+
+    def _warn_unreachable(self) -> None:
+        """While no broker answers, and nothing handles the library's loggers (where
+        librdkafka's own lines go), one stderr line per ``warn_interval`` says so."""
+        self._next_unreachable_warn = time.monotonic() + self.policy.warn_interval
+        if handled(self._client_log.logger) or self._reachable(_METADATA_TIMEOUT):
+            return
+        stats = self.stats()
+        # len() counts client logs and error reports too: never more than were enqueued.
+        queued = min(stats.queue_length, max(stats.enqueued - stats.failed, 0))
+        report(
+            f"cannot reach {self._config.get('bootstrap.servers')}: {queued} event(s) "
+            f"queued, {stats.dropped} dropped (last error: {stats.last_error})",
+            self.services,
+        )
 
     def _check_topics(self) -> None:
         """Look up, in the brokers' metadata, topics sent to and not yet seen there; name

@@ -267,3 +267,58 @@ def test_a_missing_topic_is_named_early_and_not_waited_for(kafka_bootstrap: str)
     assert len(at_close) == 3, err
     for line in at_close:
         assert f"for topics that do not exist, not waited for: {topic!r}: 20" in line
+
+
+# -- failures you can see, without floods --------------------------------------------------
+
+
+_NOISE = """
+import logging, sys, time
+import logtide_kafka
+if sys.argv[2] == "handled":
+    logging.basicConfig(level=logging.INFO)
+handler = logtide_kafka.KafkaHandler(
+    "noise-svc", bootstrap_servers=sys.argv[1], warn_interval=1.0, exit_timeout=0.2
+)
+log = logging.getLogger("app")
+log.addHandler(handler)
+log.propagate = False
+for i in range(35):
+    log.warning("event %d", i)
+    time.sleep(0.1)
+"""
+
+
+def _noise(dead_bootstrap: str, mode: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", _NOISE, dead_bootstrap, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stderr.splitlines()
+
+
+def test_without_logging_configured_one_stderr_line_per_interval(dead_bootstrap: str) -> None:
+    lines = _noise(dead_bootstrap, "unhandled")
+    cannot = [line for line in lines if "cannot reach" in line]
+    assert 2 <= len(cannot) <= 5, lines  # 3.5 s at one line a second at most
+    for line in lines:  # nothing else: no librdkafka line, no line run into another
+        assert line.startswith("logtide-kafka: "), lines
+        assert re.search(r"\(pid \d+, service noise-svc\)$", line), line
+    assert re.match(
+        rf"logtide-kafka: cannot reach {re.escape(dead_bootstrap)}: \d+ event\(s\) queued, "
+        r"0 dropped \(last error: ",
+        cannot[0],
+    )
+    assert "35 log event(s) not delivered" in lines[-1]
+
+
+def test_librdkafka_lines_are_collapsed_per_kind_and_interval(dead_bootstrap: str) -> None:
+    lines = _noise(dead_bootstrap, "handled")
+    client = [line for line in lines if line.startswith("ERROR:logtide_kafka.client:")]
+    assert 1 <= len(client) <= 3.5 / 1.0 + 2, client
+    assert any(re.search(r"\(\d+ more like it in the last 1s\)$", line) for line in client)
+    assert not [line for line in lines if "cannot reach" in line]  # logging shows it
