@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any, Final
 
-__all__ = ["CollapsedLog", "handled"]
+__all__ = ["SKIPS_LIBRARY_RECORDS", "CollapsedLog", "handled"]
 
 # Numbers (ports, milliseconds, counts) make lines of one kind differ: not the kind.
 _NUMBERS: Final = re.compile(r"\d+")
@@ -70,16 +70,24 @@ class CollapsedLog:
         self.logger.log(level, msg, *args)
 
 
+#: Set true on a handler class that never shows the library's own records (KafkaHandler).
+SKIPS_LIBRARY_RECORDS: Final = "skips_library_records"
+
+
 def handled(logger: logging.Logger) -> bool:
-    """Whether a record of ``logger`` reaches a handler that is not a ``NullHandler``.
+    """Whether a record of ``logger`` reaches a handler that shows it: not a
+    ``NullHandler``, nor a handler that skips the library's records (``KafkaHandler``).
 
     The library's own ``NullHandler`` on ``logtide_kafka`` keeps ``logging.lastResort``
     away, so an application without logging configuration sees nothing from these
     loggers: the producer then says what matters on stderr itself."""
     node: logging.Logger | None = logger
     while node is not None:
-        if any(not isinstance(handler, logging.NullHandler) for handler in node.handlers):
-            return True
+        for handler in node.handlers:
+            if not isinstance(handler, logging.NullHandler) and not getattr(
+                handler, SKIPS_LIBRARY_RECORDS, False
+            ):
+                return True
         if not node.propagate:
             return False
         node = node.parent

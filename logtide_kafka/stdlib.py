@@ -67,6 +67,9 @@ class KafkaHandler(logging.Handler):
     logged while this handler is emitting on the same thread, are never sent.
     """
 
+    #: Records of the library's own loggers are never sent (see _client_log.handled).
+    skips_library_records = True
+
     def __init__(
         self,
         service: str,

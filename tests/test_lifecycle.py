@@ -281,8 +281,11 @@ handler = logtide_kafka.KafkaHandler(
     "noise-svc", bootstrap_servers=sys.argv[1], warn_interval=1.0, exit_timeout=0.2
 )
 log = logging.getLogger("app")
-log.addHandler(handler)
-log.propagate = False
+if sys.argv[2] == "kafka-root":  # the root's only handler ships nothing of the library
+    logging.getLogger().addHandler(handler)
+else:
+    log.addHandler(handler)
+    log.propagate = False
 for i in range(35):
     log.warning("event %d", i)
     time.sleep(0.1)
@@ -301,8 +304,11 @@ def _noise(dead_bootstrap: str, mode: str) -> list[str]:
     return result.stderr.splitlines()
 
 
-def test_without_logging_configured_one_stderr_line_per_interval(dead_bootstrap: str) -> None:
-    lines = _noise(dead_bootstrap, "unhandled")
+@pytest.mark.parametrize("mode", ["unhandled", "kafka-root"])
+def test_without_logging_configured_one_stderr_line_per_interval(
+    mode: str, dead_bootstrap: str
+) -> None:
+    lines = _noise(dead_bootstrap, mode)
     cannot = [line for line in lines if "cannot reach" in line]
     assert 2 <= len(cannot) <= 5, lines  # 3.5 s at one line a second at most
     for line in lines:  # nothing else: no librdkafka line, no line run into another
