@@ -19,6 +19,7 @@ from typing import Any, Final, TypeAlias, TypeGuard, TypeVar
 import orjson
 
 __all__ = [
+    "BUDGETS_IN_USE",
     "DECODE_BUDGET",
     "ENCODE_ERRORS",
     "ENCODE_OPTIONS",
@@ -93,7 +94,8 @@ _REPAIR_COST: Final = 4  # repairing costs about four times as much per characte
 class DecodeBudget(threading.local):
     """What is left of the current event's :data:`MAX_VALUE_LEN` on this thread.
 
-    Whoever encodes an event calls :meth:`reset` after, when ``left`` moved (rarely)."""
+    Whoever encodes an event calls :meth:`reset` after it when :data:`BUDGETS_IN_USE` is
+    not zero: the hot path reads one list item, not the thread-local."""
 
     left = MAX_VALUE_LEN
     cut = False
@@ -101,6 +103,9 @@ class DecodeBudget(threading.local):
     def take(self, wanted: int) -> int:
         """Take up to ``wanted`` characters; return how many were granted."""
         granted = max(0, min(wanted, self.left))
+        if granted and self.left == MAX_VALUE_LEN:
+            with _in_use_lock:
+                BUDGETS_IN_USE[0] += 1
         self.left -= granted
         if granted < wanted:
             self.cut = True
@@ -108,8 +113,16 @@ class DecodeBudget(threading.local):
 
     def reset(self) -> bool:
         """Restore the allowance for the next event; return whether a value was cut."""
+        if self.left != MAX_VALUE_LEN:
+            with _in_use_lock:
+                BUDGETS_IN_USE[0] -= 1
         cut, self.cut, self.left = self.cut, False, MAX_VALUE_LEN
         return cut
+
+
+#: How many threads have part of their allowance in use (a list: changed in place).
+BUDGETS_IN_USE: Final[list[int]] = [0]
+_in_use_lock = threading.Lock()
 
 
 DECODE_BUDGET: Final = DecodeBudget()
@@ -317,7 +330,7 @@ def encode_event(event: Mapping[str, Any]) -> tuple[bytes, bool]:
     except ENCODE_ERRORS:
         return encode_repaired(event), True
     finally:
-        if _budget.left != MAX_VALUE_LEN:
+        if BUDGETS_IN_USE[0]:
             _budget.reset()
 
 

@@ -26,10 +26,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from logtide_kafka._client_log import CollapsedLog, handled
 from logtide_kafka._event import (
+    BUDGETS_IN_USE,
     DECODE_BUDGET,
     ENCODE_ERRORS,
     ENCODE_OPTIONS,
-    MAX_VALUE_LEN,
     encode_default,
     encode_repaired,
     fit_payload,
@@ -278,7 +278,7 @@ class LogProducer:
             with self._lock:
                 self._encode_errors += 1
         # Bytes decoded or text repaired (rare): values past the allowance were cut.
-        cut = DECODE_BUDGET.left != MAX_VALUE_LEN and DECODE_BUDGET.reset()
+        cut = BUDGETS_IN_USE[0] > 0 and DECODE_BUDGET.reset()
         if len(payload) > self._max_payload:
             payload = fit_payload(event, payload, self._max_payload)
             cut = True

@@ -15,6 +15,7 @@ import pathlib
 import random
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final, cast
@@ -38,6 +39,7 @@ from structlog.typing import EventDict, WrappedLogger
 import logtide_kafka
 from logtide_kafka import KafkaHandler, LogProducer, ProducerStats
 from logtide_kafka._event import (
+    BUDGETS_IN_USE,
     MIN_CUT,
     TRUNCATED_KEY,
     encode_event,
@@ -655,3 +657,23 @@ def test_huge_values_are_cut_before_they_are_decoded(
         handler.producer.close(0)
     assert (stats.enqueued, stats.failed, stats.truncated) == (1, 0, 1)
     assert took < _WORST_CALL_SECONDS, took
+
+
+def test_each_event_gets_a_fresh_allowance(dead_bootstrap: str) -> None:
+    """A cut value never leaves the next event (of this or another thread) cut."""
+    producer = KafkaHandler("budget-svc", bootstrap_servers=dead_bootstrap).producer
+    seen: list[bytes] = []
+    try:
+        huge = make_event(1.5, "svc", "info", "m", {"value": b"\xff" * 5_000_000})
+        producer.send("logs.application", None, huge)
+        assert BUDGETS_IN_USE[0] == 0
+        small = make_event(1.5, "svc", "info", "m", {"value": b"\xff" * 100_000})
+        thread = threading.Thread(target=lambda: seen.append(encode_event(small)[0]))
+        thread.start()
+        thread.join()
+        seen.append(encode_event(small)[0])
+        assert producer.stats().truncated == 1  # the huge one only
+    finally:
+        producer.close(0)
+    for payload in seen:
+        assert orjson.loads(payload)["metadata"]["value"] == "\\xff" * 100_000
