@@ -21,6 +21,7 @@ from logtide_kafka.producer import (
     ProducerStats,
     close_all,
     get_producer,
+    set_exit_timeout,
 )
 from logtide_kafka.stdlib import KafkaHandler
 
@@ -46,5 +47,6 @@ __all__ = [
     "flush",
     "get_producer",
     "send_log",
+    "set_exit_timeout",
     "stats",
 ]

@@ -69,6 +69,9 @@ class KafkaHandler(logging.Handler):
     never sent.
     """
 
+    #: Records of the library's own loggers are never sent (see _client_log.handled).
+    skips_library_records = True
+
     def __init__(
         self,
         service: str,
@@ -93,6 +96,7 @@ class KafkaHandler(logging.Handler):
             **options,
         )
         self._producer = self._publisher.producer
+        self._producer.add_service(self.service)  # named in its stderr lines
         super().__init__(level)  # registers the handler: only once nothing can fail
         self._local = threading.local()
         #: Records skipped because they were logged from inside this handler's own emit.
@@ -135,9 +139,7 @@ class KafkaHandler(logging.Handler):
         local.busy = True
         try:
             name = record.name  # a filter may have set anything here
-            if name.__class__ is not str or not (
-                name.startswith(_OWN_LOGGERS) or name == _OWN_LOGGER
-            ):
+            if type(name) is not str or not (name.startswith(_OWN_LOGGERS) or name == _OWN_LOGGER):
                 self._publisher.publish(self.to_event(record), self._key)
         except Exception as exc:
             self._producer.count_failure(exc)
@@ -162,7 +164,7 @@ class KafkaHandler(logging.Handler):
                 message = record.getMessage()
             else:
                 message = self.format(record)
-                if message.__class__ is not str:  # a custom formatter's odd return value
+                if type(message) is not str:  # a custom formatter's odd return value
                     message = safe_str(message)
         except Exception as exc:
             if formatter is not None and _message_works(record):

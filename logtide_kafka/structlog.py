@@ -20,6 +20,7 @@ from logtide_kafka._event import (
     HOSTNAME,
     ExcInfo,
     describe_exception,
+    is_a,
     level_name,
     make_event,
     normalize_level,
@@ -85,6 +86,7 @@ class KafkaProcessor:
             topic,
             **options,
         )
+        self._publisher.producer.add_service(self.service)  # named in its stderr lines
 
     @property
     def topic(self) -> str:
@@ -126,10 +128,10 @@ class KafkaProcessor:
 
         if "logger" not in metadata:
             name = record.name if record is not None else getattr(logger, "name", None)
-            if isinstance(name, str):
+            if is_a(name, str):
                 metadata["logger"] = name
         name = metadata.get("logger")
-        if isinstance(name, str) and (name == _OWN_LOGGER or name.startswith(_OWN_LOGGER + ".")):
+        if is_a(name, str) and (name == _OWN_LOGGER or name.startswith(_OWN_LOGGER + ".")):
             return None  # librdkafka's own messages: sending them could feed on itself
 
         if foreign and record is not None:
@@ -154,7 +156,7 @@ class KafkaProcessor:
         elif exception is not None:
             metadata["exception"] = _rendered_exception(exception)
 
-        if message.__class__ is not str:
+        if type(message) is not str:
             message = "" if message is None else safe_str(message)
         return self._publisher.complete(
             make_event(created, self.service, logtide_level, message, metadata)
@@ -169,28 +171,29 @@ def _event_time(timestamp: object, record: logging.LogRecord | None) -> float | 
     the record's time or now when absent, or None when it cannot be read unambiguously."""
     if timestamp is None:
         return record.created if record is not None else time()
-    if isinstance(timestamp, str):
+    # type(), never isinstance(): a lazy proxy's __class__ may raise (issue 12).
+    if is_a(timestamp, str):
         if _ISO_UTC_MICROS.fullmatch(timestamp):
             return timestamp[:23] + "Z"
         try:
             timestamp = datetime.fromisoformat(timestamp)
         except ValueError:
             return None
-    if isinstance(timestamp, datetime):
+    if is_a(timestamp, datetime):
         # Without an offset it could be UTC (TimeStamper(fmt=..., utc=True)) or local time
         # (utc=False): not guessed.  The caller keeps it and uses the current time.
         return timestamp.timestamp() if timestamp.tzinfo is not None else None
-    if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
+    if (is_a(timestamp, int) or is_a(timestamp, float)) and type(timestamp) is not bool:
         return float(timestamp)
     return None
 
 
 def _exc_info(value: object) -> ExcInfo | None:
     """``exc_info`` as structlog accepts it: True, an exception, or a sys.exc_info() tuple."""
-    if isinstance(value, BaseException):
+    if is_a(value, BaseException):
         return (type(value), value, value.__traceback__)
-    if isinstance(value, tuple):
-        return value if len(value) == 3 and isinstance(value[1], BaseException) else None
+    if is_a(value, tuple):
+        return value if len(value) == 3 and is_a(value[1], BaseException) else None
     if value is True:
         info = sys.exc_info()
         return info if info[1] is not None else None
@@ -200,7 +203,7 @@ def _exc_info(value: object) -> ExcInfo | None:
 def _rendered_exception(exception: object) -> object:
     """``metadata["exception"]`` from what ``format_exc_info`` (text) or ``dict_tracebacks``
     (a list of stacks, outermost first) left in the event dict."""
-    if isinstance(exception, str):
+    if is_a(exception, str):
         lines = exception.rstrip("\n").split("\n")
         # The exception line follows the last indented line (the innermost frame).
         start = len(lines)
@@ -213,9 +216,9 @@ def _rendered_exception(exception: object) -> object:
             return {"type": head.rpartition(".")[2], "message": message, "stack": exception}
         return {"type": "", "message": tail[0], "stack": exception}
     if (
-        isinstance(exception, list)
+        is_a(exception, list)
         and exception
-        and all(isinstance(stack, dict) and "exc_type" in stack for stack in exception)
+        and all(type(stack) is dict and "exc_type" in stack for stack in exception)
     ):
         outer = exception[0]
         return {
