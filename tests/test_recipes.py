@@ -247,17 +247,29 @@ def _succeeded(event: dict[str, Any]) -> bool:
     return message.startswith("Task shop.log_batch[") and " succeeded in " in message
 
 
+@pytest.mark.parametrize(
+    "app",
+    [
+        "tasks",  # the example, with its worker_process_shutdown handler
+        # The same without the handler: the library's own hook must deliver a recycled
+        # child's events (a billiard finalizer, run before the child's os._exit).
+        "apps.celery_no_hook",
+    ],
+)
 def test_celery_prefork_with_recycled_children(
-    kafka_bootstrap: str, topic: str, service: str, tmp_path: Path
+    kafka_bootstrap: str, topic: str, service: str, tmp_path: Path, app: str
 ) -> None:
     tasks, per_task, per_child = 20, 10, 5  # per_child: the example's max_tasks_per_child
     app_dir = EXAMPLES / "celery_app"
     env = _env(kafka_bootstrap, topic, service, CELERY_DATA_DIR=str(tmp_path / "queue"))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parent), env.get("PYTHONPATH")])
+    )
     subprocess.run(
         [sys.executable, "tasks.py", str(tasks)], cwd=app_dir, env=env, check=True, timeout=60
     )
     command = [
-        *(sys.executable, "-m", "celery", "-A", "tasks", "worker", "--concurrency", "2"),
+        *(sys.executable, "-m", "celery", "-A", app, "worker", "--concurrency", "2"),
         *("--without-gossip", "--without-mingle", "--without-heartbeat"),
     ]
     with _serving(command, app_dir, env, tmp_path / "celery.log") as worker:
@@ -280,7 +292,7 @@ def test_celery_prefork_with_recycled_children(
     succeeded = [e for e in values if _succeeded(e)]
     children = {e["metadata"]["process"] for e in task_events}
     print(
-        f"\ncelery prefork: {len(task_events)} task events of {tasks * per_task}, "
+        f"\ncelery prefork ({app}): {len(task_events)} task events of {tasks * per_task}, "
         f"{len(succeeded)} 'succeeded' lines, {len(children)} pool children, "
         f"{len(values)} events in all, shutdown {shutdown:.2f}s"
     )
