@@ -1028,6 +1028,9 @@ def close_all(timeout: float | None = None) -> int:
 _hooked_pid: int | None = None
 #: Runtimes whose worker processes end with ``os._exit`` after running these finalizers.
 _WORKER_RUNTIMES: Final = ("multiprocessing.util", "billiard.util")
+#: Billiard's pool workers (Celery prefork) call ``os._exit`` from inside their target, so
+#: no finalizer runs there; Celery sends this signal in the child just before.
+_CELERY_SIGNALS: Final = "celery.signals"
 # Below the default priorities of the runtimes' own finalizers (queues, managers): a
 # finalizer that still logs is flushed too.
 _FINALIZE_PRIORITY: Final = 0
@@ -1057,9 +1060,21 @@ def _hook_worker_exit() -> None:
             util.Finalize(None, _close_at_worker_exit, exitpriority=_FINALIZE_PRIORITY)
         except Exception as exc:  # a runtime version we do not know: exit hooks only
             report(f"cannot hook the exit of {name.partition('.')[0]} workers: {exc!r}")
+    celery = sys.modules.get(_CELERY_SIGNALS)
+    if celery is not None:
+        try:  # a dispatch_uid: connected once, however often a process gets here
+            celery.worker_process_shutdown.connect(
+                _close_at_celery_worker_exit, weak=False, dispatch_uid=__name__
+            )
+        except Exception as exc:
+            report(f"cannot hook the exit of celery workers: {exc!r}")
 
 
 def _close_at_worker_exit() -> None:
+    close_all()
+
+
+def _close_at_celery_worker_exit(**_: object) -> None:
     close_all()
 
 
