@@ -106,6 +106,9 @@ class KafkaHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         """Filter, then emit, without taking the handler's lock: :meth:`emit` is
         thread-safe on its own, and the lock would serialise every logging thread."""
+        if not self.filters:  # the usual case: no filter to ask, no call to pay for
+            self.emit(record)
+            return True
         result = self.filter(record)
         if result:  # since 3.12 a filter may return a replacement record
             self.emit(result if isinstance(result, logging.LogRecord) else record)

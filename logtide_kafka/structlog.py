@@ -38,6 +38,8 @@ __all__ = ["KafkaProcessor"]
 _FORMATTER: Final = logging.Formatter()
 # What TimeStamper(fmt="iso", utc=True) writes: cut to milliseconds without parsing.
 _ISO_UTC_MICROS: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+#: The date, time and dot of the last such time checked in full.
+_iso_second = ""
 _EXCEPTION_TYPE: Final = re.compile(r"[A-Za-z_][\w.]*")
 _OWN_LOGGER: Final = "logtide_kafka"
 
@@ -125,7 +127,7 @@ class KafkaProcessor:
         foreign = metadata.pop("_from_structlog", True) is False
 
         if "logger" not in metadata:
-            name = record.name if record is not None else getattr(logger, "name", None)
+            name = record.name if record is not None else _logger_name(logger)
             if isinstance(name, str):
                 metadata["logger"] = name
         name = metadata.get("logger")
@@ -148,7 +150,7 @@ class KafkaProcessor:
             created = record.created if record is not None else time()
             metadata["timestamp"] = timestamp  # not a time we can read: keep it as it was
 
-        info = _exc_info(exc_info)
+        info = None if exc_info is None else _exc_info(exc_info)
         if info is not None:
             metadata["exception"] = describe_exception(info, _FORMATTER.formatException(info))
         elif exception is not None:
@@ -170,7 +172,15 @@ def _event_time(timestamp: object, record: logging.LogRecord | None) -> float | 
     if timestamp is None:
         return record.created if record is not None else time()
     if isinstance(timestamp, str):
+        global _iso_second
+        # TimeStamper(fmt="iso", utc=True) repeats its first 20 characters for a second:
+        # the regular expression checks them once; after that, the digits after the dot.
+        # (``\d`` is what str.isdecimal() accepts.)
+        tail = timestamp[20:26]
+        if timestamp[:20] == _iso_second and timestamp[26:] == "Z" and tail.isdecimal():
+            return timestamp[:23] + "Z"
         if _ISO_UTC_MICROS.fullmatch(timestamp):
+            _iso_second = timestamp[:20]
             return timestamp[:23] + "Z"
         try:
             timestamp = datetime.fromisoformat(timestamp)
@@ -182,6 +192,33 @@ def _event_time(timestamp: object, record: logging.LogRecord | None) -> float | 
         return timestamp.timestamp() if timestamp.tzinfo is not None else None
     if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
         return float(timestamp)
+    return None
+
+
+#: How to read a wrapped logger's name, by its class: ``getattr`` (the class has a
+#: ``name`` or a ``__getattr__``), the instance ``__dict__``, or not at all.  structlog's
+#: own loggers (PrintLogger, WriteLogger...) have no name, and ``getattr(logger, "name",
+#: None)`` on them raises and swallows an AttributeError on every event.
+_NAME_BY_CLASS: dict[type, int] = {}
+_GETATTR, _INSTANCE_DICT, _NAMELESS = 1, 2, 0
+_MAX_NAME_CLASSES: Final = 256
+
+
+def _logger_name(logger: object) -> object:
+    """``getattr(logger, "name", None)``, without an exception for nameless loggers."""
+    cls = logger.__class__
+    how = _NAME_BY_CLASS.get(cls)
+    if how is None:
+        if hasattr(cls, "name") or hasattr(cls, "__getattr__"):
+            how = _GETATTR
+        else:
+            how = _INSTANCE_DICT if cls.__dictoffset__ else _NAMELESS
+        if len(_NAME_BY_CLASS) < _MAX_NAME_CLASSES:
+            _NAME_BY_CLASS[cls] = how
+    if how == _GETATTR:
+        return getattr(logger, "name", None)
+    if how == _INSTANCE_DICT:
+        return getattr(logger, "__dict__", {}).get("name")
     return None
 
 
