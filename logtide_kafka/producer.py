@@ -26,9 +26,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from logtide_kafka._event import (
     ENCODE_ERRORS,
-    ENCODE_OPTIONS,
     encode_default,
-    encode_repaired,
+    encode_event,
     fit_payload,
 )
 from logtide_kafka._policy import DEFAULT_POLICY, DeliveryPolicy
@@ -240,12 +239,13 @@ class LogProducer:
         if self._full and self._usable and self._still_full():  # ``drop``: not worth encoding
             return self._drop("queue_full")
         try:
-            # encode_event's fast path, inlined: this is the cost every log call pays.
-            payload = orjson.dumps(event, default=encode_default, option=ENCODE_OPTIONS)
+            # encode_event's first try, inlined: this is the cost every log call pays.
+            payload = orjson.dumps(event, default=encode_default)
         except ENCODE_ERRORS:
-            payload = encode_repaired(event)
-            with self._lock:
-                self._encode_errors += 1
+            payload, repaired = encode_event(event)
+            if repaired:
+                with self._lock:
+                    self._encode_errors += 1
         if len(payload) > self._max_payload:
             payload = fit_payload(event, payload, self._max_payload)
             with self._lock:
