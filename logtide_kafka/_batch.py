@@ -35,12 +35,23 @@ def send_logs(events: Iterable[Mapping[str, Any]], /) -> int:
     complete, publish = publisher.complete, publisher.publish
     now = time()  # one clock reading for the items without a time of their own
     sent = 0
+    # Items of a batch mostly repeat the level and service of the one before: the same
+    # string object is normalized once (strings only: they cannot change in between).
+    last_level: object = None
+    last_service: object = None
+    level, known, name, key = "", False, "", b""
     try:
         for item in events:
             try:
-                level, known = normalize_level(item["level"])
+                raw_level = item["level"]
+                if raw_level is not last_level or raw_level.__class__ is not str:
+                    level, known = normalize_level(raw_level)
+                    last_level = raw_level
                 message = item["message"]
-                name, key = _service_key(item["service"])
+                service = item["service"]
+                if service is not last_service or service.__class__ is not str:
+                    name, key = _service_key(service)
+                    last_service = service
                 extra = item.get("metadata")
                 metadata = (
                     {"hostname": HOSTNAME} if extra is None else {"hostname": HOSTNAME, **extra}
@@ -52,7 +63,7 @@ def send_logs(events: Iterable[Mapping[str, Any]], /) -> int:
                         if field not in _OWN_KEYS:
                             metadata[field] = value
                 if not known:
-                    metadata["level_name"] = safe_str(item["level"])
+                    metadata["level_name"] = safe_str(raw_level)
                 if message.__class__ is not str:
                     message = safe_str(message)
                 if publish(complete(make_event(created, name, level, message, metadata)), key):

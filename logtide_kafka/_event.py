@@ -122,23 +122,28 @@ def normalize_service(service: object) -> str:
 
 
 _MILLIS: Final = tuple(f".{n:03d}Z" for n in range(1000))
-_second: int = -1
-_second_text: str = ""
+#: The first microsecond of the last second formatted, and its text, in one tuple so a
+#: thread never pairs one second's start with another's text.
+_second: tuple[int, str] = (-(2**62), "")  # matches no time make_event accepts
 
 
 def format_time(created: float) -> str:
     """ISO-8601 UTC with milliseconds and a ``Z`` suffix (LogTide rejects ``+00:00``)."""
-    global _second, _second_text
+    global _second
     # Round to microseconds first, as ``datetime.fromtimestamp`` does, then truncate to
     # milliseconds: ``int((t - int(t)) * 1000)`` turns 1.001 into .000 through float error.
-    whole, micros = divmod(round(created * 1_000_000), 1_000_000)
-    if whole != _second:
+    micros = round(created * 1_000_000)
+    start, text = _second
+    offset = micros - start
+    if not 0 <= offset < 1_000_000:
         # One strftime per second of log time instead of one per event.  A race between
         # threads only recomputes the same text, so no lock is needed.
+        whole = micros // 1_000_000
+        start = whole * 1_000_000
+        offset = micros - start
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _second_text, _second = text, whole
-        return text + _MILLIS[micros // 1000]
-    return _second_text + _MILLIS[micros // 1000]
+        _second = (start, text)
+    return text + _MILLIS[offset // 1000]
 
 
 def make_event(

@@ -138,3 +138,23 @@ def test_an_unreadable_time_is_kept_in_metadata(
     (event,) = read_events(kafka_bootstrap, topic, count=1, where=lambda e: e["service"] == service)
     assert event_problems(event.value) == []
     assert event.value["metadata"]["timestamp"] == bad_time
+
+
+def test_levels_and_services_change_between_items(
+    kafka_bootstrap: str, topic: str, service: str
+) -> None:
+    logtide_kafka.configure(kafka_bootstrap, topic=topic)
+    other = service + "-b"
+    pairs = [("info", service), ("info", other), ("error", other), ("bogus", other),
+             ("bogus", service), (40, service), ("warning", service)]  # fmt: skip
+    items = [{"level": lv, "message": f"m{n}", "service": sv} for n, (lv, sv) in enumerate(pairs)]
+    assert logtide_kafka.send_logs(items) == len(pairs)
+    assert logtide_kafka.flush(10) == 0
+    found = read_events(
+        kafka_bootstrap, topic, count=len(pairs), where=lambda e: e["service"] in (service, other)
+    )
+    got = sorted((e.value["message"], e.value["level"], e.value["service"], e.key) for e in found)
+    levels = ["info", "info", "error", "info", "info", "error", "warn"]
+    assert got == [(f"m{n}", levels[n], sv, sv.encode()) for n, (_, sv) in enumerate(pairs)]
+    bogus = [e.value for e in found if e.value["message"] in ("m3", "m4")]
+    assert [e["metadata"]["level_name"] for e in bogus] == ["bogus", "bogus"]
