@@ -18,6 +18,7 @@ from typing_extensions import Unpack
 
 from logtide_kafka._event import (
     HOSTNAME,
+    LEVEL_ALIASES,
     ExcInfo,
     describe_exception,
     level_name,
@@ -40,6 +41,8 @@ _FORMATTER: Final = logging.Formatter()
 _ISO_UTC_MICROS: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 #: The date, time and dot of the last such time checked in full.
 _iso_second = ""
+#: Event dict keys most events lack: exceptions and ProcessorFormatter's bookkeeping.
+_RARE_KEYS: Final = frozenset({"exc_info", "exception", "_record", "_from_structlog"})
 _EXCEPTION_TYPE: Final = re.compile(r"[A-Za-z_][\w.]*")
 _OWN_LOGGER: Final = "logtide_kafka"
 
@@ -115,16 +118,19 @@ class KafkaProcessor:
         self, logger: WrappedLogger, method_name: str, event_dict: EventDict
     ) -> dict[str, Any] | None:
         """Build the event as it would be sent (None for the library's own loggers)."""
-        metadata: dict[str, Any] = {"hostname": HOSTNAME}
-        metadata.update(event_dict)
+        metadata: dict[str, Any] = {"hostname": HOSTNAME, **event_dict}
         message = metadata.pop("event", None)
         level = metadata.pop("level", None)
         timestamp = metadata.pop("timestamp", None)
-        exc_info = metadata.pop("exc_info", None)
-        exception = metadata.pop("exception", None)
-        # ProcessorFormatter's bookkeeping (its remove_processors_meta drops them too).
-        record: logging.LogRecord | None = metadata.pop("_record", None)
-        foreign = metadata.pop("_from_structlog", True) is False
+        exc_info = exception = None
+        record: logging.LogRecord | None = None
+        foreign = False
+        if not _RARE_KEYS.isdisjoint(metadata):  # one look instead of four pops
+            exc_info = metadata.pop("exc_info", None)
+            exception = metadata.pop("exception", None)
+            # ProcessorFormatter's bookkeeping (its remove_processors_meta drops them too).
+            record = metadata.pop("_record", None)
+            foreign = metadata.pop("_from_structlog", True) is False
 
         if "logger" not in metadata:
             name = record.name if record is not None else _logger_name(logger)
@@ -139,9 +145,14 @@ class KafkaProcessor:
             # the handler (add_log_level would give "level 25").
             logtide_level = level_name(record.levelno)
         elif level is not None:
-            logtide_level, known = normalize_level(level)
-            if not known:
-                metadata["level_name"] = safe_str(level)
+            # add_log_level's lower-case names: one look-up, as normalize_level starts.
+            found = LEVEL_ALIASES.get(level) if level.__class__ is str else None
+            if found is not None:
+                logtide_level = found
+            else:
+                logtide_level, known = normalize_level(level)
+                if not known:
+                    metadata["level_name"] = safe_str(level)
         else:
             logtide_level = normalize_level(method_name)[0]
 
