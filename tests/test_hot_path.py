@@ -9,6 +9,7 @@ import pytest
 
 import logtide_kafka.structlog as logtide_structlog
 from logtide_kafka import KafkaHandler
+from logtide_kafka._event import _TIME_TEXT, make_event
 from logtide_kafka.structlog import _event_time, _logger_name
 
 
@@ -83,3 +84,28 @@ def test_a_handler_filter_still_applies(dead_bootstrap: str) -> None:
     handler.addFilter(lambda r: False)
     assert handler.handle(record) is False
     assert handler.stats().enqueued == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-11-25T08:30:03.214Z",
+        "2025-11-25T08:30:03.21xZ",
+        "2025-11-25T08:30:03.2145Z",
+        "2025-11-25T08:30:03.214ZZ",
+        "2025-11-25T08:30:03.\u0661\u0662\u0663Z",
+        "2025-11-25T08:30:04.214Z",
+        "2025-11-25T08:30:03.214",
+    ],
+)
+def test_time_text_in_a_checked_second_is_judged_as_by_the_pattern(text: str) -> None:
+    assert make_event("2025-11-25T08:30:03.000Z", "s", "info", "m", {})["time"] == (
+        "2025-11-25T08:30:03.000Z"
+    )
+    metadata: dict[str, Any] = {}
+    event = make_event(text, "s", "info", "m", metadata)
+    if _TIME_TEXT.fullmatch(text):
+        assert (event["time"], metadata) == (text, {})
+    else:
+        assert metadata == {"timestamp": text}
+        assert event["time"] != text
