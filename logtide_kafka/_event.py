@@ -85,6 +85,8 @@ LEVEL_ALIASES: Final = {
 }
 #: The first UNIX time whose year has five digits, which the schema cannot express.
 _YEAR_10000: Final = 253_402_300_800.0
+#: The date, time and dot of the last time text WRITTEN_TIME_PATTERN accepted.
+_time_text_second = ""
 # Nesting deeper than this is cut while repairing, well inside orjson's own 254-level limit.
 _MAX_DEPTH: Final = 32
 #: Characters one event may have decoded from its ``bytes`` values, or repaired in its
@@ -181,23 +183,28 @@ def normalize_service(service: object) -> str:
 
 
 _MILLIS: Final = tuple(f".{n:03d}Z" for n in range(1000))
-_second: int = -1
-_second_text: str = ""
+#: The first microsecond of the last second formatted, and its text, in one tuple so a
+#: thread never pairs one second's start with another's text.
+_second: tuple[int, str] = (-(2**62), "")  # matches no time make_event accepts
 
 
 def format_time(created: float) -> str:
     """ISO-8601 UTC with milliseconds and a ``Z`` suffix (LogTide rejects ``+00:00``)."""
-    global _second, _second_text
+    global _second
     # Round to microseconds first, as ``datetime.fromtimestamp`` does, then truncate to
     # milliseconds: ``int((t - int(t)) * 1000)`` turns 1.001 into .000 through float error.
-    whole, micros = divmod(round(created * 1_000_000), 1_000_000)
-    if whole != _second:
+    micros = round(created * 1_000_000)
+    start, text = _second
+    offset = micros - start
+    if not 0 <= offset < 1_000_000:
         # One strftime per second of log time instead of one per event.  A race between
         # threads only recomputes the same text, so no lock is needed.
+        whole = micros // 1_000_000
+        start = whole * 1_000_000
+        offset = micros - start
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _second_text, _second = text, whole
-        return text + _MILLIS[micros // 1000]
-    return _second_text + _MILLIS[micros // 1000]
+        _second = (start, text)
+    return text + _MILLIS[offset // 1000]
 
 
 def make_event(
@@ -240,7 +247,15 @@ def make_event(
 def _other_time(created: object, metadata: dict[str, Any]) -> str:
     """The event time from anything but a plain float in range (the usual case)."""
     if is_a(created, str):
-        if WRITTEN_TIME_PATTERN.fullmatch(created):
+        global _time_text_second
+        # Times of one second share their first 20 characters: the pattern checks them
+        # once; after that, the three (ASCII, as the pattern wants) digits and the Z.
+        if created[:20] == _time_text_second and created[23:] == "Z":
+            digits = created[20:23]
+            if digits.isascii() and digits.isdigit():
+                return created
+        elif WRITTEN_TIME_PATTERN.fullmatch(created):
+            _time_text_second = created[:20]
             return created
     elif (
         (is_a(created, int) or is_a(created, float))
@@ -322,7 +337,9 @@ def safe_repr(obj: object) -> str:
 
 #: What ``orjson.dumps`` raises for an event it refuses.
 ENCODE_ERRORS: Final = (orjson.JSONEncodeError, TypeError, ValueError, RecursionError)
-#: The options of the fast path, shared with the producer's inlined copy of it.
+#: The options of the second try: keys that are not strings (``{1: "x"}``) become
+#: strings.  Not in the first: orjson's dicts take a slower path under this option (about
+#: a third of the encoding time of a usual event), and most events have string keys only.
 ENCODE_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
 
 
@@ -331,8 +348,14 @@ def encode_event(event: Mapping[str, Any]) -> tuple[bytes, bool]:
 
     Returns ``(payload, repaired)``.  ``repaired`` is true when orjson refused the event as
     given (integers beyond 64 bits, lone surrogates, cycles, keys of odd types…) and the
-    event was rewritten into plain JSON values before encoding.
+    event was rewritten into plain JSON values before encoding.  The first try (the
+    producer's hot path inlines it) allows string keys only; an event with other keys is
+    encoded again with :data:`ENCODE_OPTIONS`, so ``default`` may see its values twice.
     """
+    try:
+        return orjson.dumps(event, default=encode_default), False
+    except ENCODE_ERRORS:
+        pass
     try:
         return orjson.dumps(event, default=encode_default, option=ENCODE_OPTIONS), False
     except ENCODE_ERRORS:

@@ -119,6 +119,9 @@ class KafkaHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         """Filter, then emit, without taking the handler's lock: :meth:`emit` is
         thread-safe on its own, and the lock would serialise every logging thread."""
+        if not self.filters:  # the usual case: no filter to ask, no call to pay for
+            self.emit(record)
+            return True
         result = self.filter(record)
         if result:  # since 3.12 a filter may return a replacement record
             self.emit(result if isinstance(result, logging.LogRecord) else record)
@@ -178,12 +181,13 @@ class KafkaHandler(logging.Handler):
         if len(attrs) != _PLAIN_RECORD_LEN:
             # ``extra=`` fields follow the attributes LogRecord.__init__ sets, starting
             # with ``name``; a record built some other way is scanned in full.
-            items = iter(attrs.items())
-            if next(iter(attrs)) == "name":
-                items = islice(items, _PLAIN_RECORD_LEN, None)
-            for key, value in items:
+            keys = iter(attrs)  # keys, then one lookup per extra: cheaper than items()
+            keys = (
+                islice(keys, _PLAIN_RECORD_LEN - 1, None) if next(keys) == "name" else iter(attrs)
+            )
+            for key in keys:
                 if key not in _RECORD_ATTRS:
-                    metadata[key] = value
+                    metadata[key] = attrs[key]
         if record.exc_info and record.exc_info[0] is not None:
             if not record.exc_text:
                 record.exc_text = (formatter or _DEFAULT_FORMATTER).formatException(record.exc_info)

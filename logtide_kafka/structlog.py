@@ -18,6 +18,7 @@ from typing_extensions import Unpack
 
 from logtide_kafka._event import (
     HOSTNAME,
+    LEVEL_ALIASES,
     ExcInfo,
     describe_exception,
     is_a,
@@ -39,6 +40,10 @@ __all__ = ["KafkaProcessor"]
 _FORMATTER: Final = logging.Formatter()
 # What TimeStamper(fmt="iso", utc=True) writes: cut to milliseconds without parsing.
 _ISO_UTC_MICROS: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+#: The date, time and dot of the last such time checked in full.
+_iso_second = ""
+#: Event dict keys most events lack: exceptions and ProcessorFormatter's bookkeeping.
+_RARE_KEYS: Final = frozenset({"exc_info", "exception", "_record", "_from_structlog"})
 _EXCEPTION_TYPE: Final = re.compile(r"[A-Za-z_][\w.]*")
 _OWN_LOGGER: Final = "logtide_kafka"
 
@@ -115,19 +120,22 @@ class KafkaProcessor:
         self, logger: WrappedLogger, method_name: str, event_dict: EventDict
     ) -> dict[str, Any] | None:
         """Build the event as it would be sent (None for the library's own loggers)."""
-        metadata: dict[str, Any] = {"hostname": HOSTNAME}
-        metadata.update(event_dict)
+        metadata: dict[str, Any] = {"hostname": HOSTNAME, **event_dict}
         message = metadata.pop("event", None)
         level = metadata.pop("level", None)
         timestamp = metadata.pop("timestamp", None)
-        exc_info = metadata.pop("exc_info", None)
-        exception = metadata.pop("exception", None)
-        # ProcessorFormatter's bookkeeping (its remove_processors_meta drops them too).
-        record: logging.LogRecord | None = metadata.pop("_record", None)
-        foreign = metadata.pop("_from_structlog", True) is False
+        exc_info = exception = None
+        record: logging.LogRecord | None = None
+        foreign = False
+        if not _RARE_KEYS.isdisjoint(metadata):  # one look instead of four pops
+            exc_info = metadata.pop("exc_info", None)
+            exception = metadata.pop("exception", None)
+            # ProcessorFormatter's bookkeeping (its remove_processors_meta drops them too).
+            record = metadata.pop("_record", None)
+            foreign = metadata.pop("_from_structlog", True) is False
 
         if "logger" not in metadata:
-            name = record.name if record is not None else getattr(logger, "name", None)
+            name = record.name if record is not None else _logger_name(logger)
             if is_a(name, str):
                 metadata["logger"] = name
         name = metadata.get("logger")
@@ -139,9 +147,14 @@ class KafkaProcessor:
             # the handler (add_log_level would give "level 25").
             logtide_level = level_name(record.levelno)
         elif level is not None:
-            logtide_level, known = normalize_level(level)
-            if not known:
-                metadata["level_name"] = safe_str(level)
+            # add_log_level's lower-case names: one look-up, as normalize_level starts.
+            found = LEVEL_ALIASES.get(level) if level.__class__ is str else None
+            if found is not None:
+                logtide_level = found
+            else:
+                logtide_level, known = normalize_level(level)
+                if not known:
+                    metadata["level_name"] = safe_str(level)
         else:
             logtide_level = normalize_level(method_name)[0]
 
@@ -150,7 +163,7 @@ class KafkaProcessor:
             created = record.created if record is not None else time()
             metadata["timestamp"] = timestamp  # not a time we can read: keep it as it was
 
-        info = _exc_info(exc_info)
+        info = None if exc_info is None else _exc_info(exc_info)
         if info is not None:
             metadata["exception"] = describe_exception(info, _FORMATTER.formatException(info))
         elif exception is not None:
@@ -173,7 +186,15 @@ def _event_time(timestamp: object, record: logging.LogRecord | None) -> float | 
         return record.created if record is not None else time()
     # type(), never isinstance(): a lazy proxy's __class__ may raise (issue 12).
     if is_a(timestamp, str):
+        global _iso_second
+        # TimeStamper(fmt="iso", utc=True) repeats its first 20 characters for a second:
+        # the regular expression checks them once; after that, the digits after the dot.
+        # (``\d`` is what str.isdecimal() accepts.)
+        tail = timestamp[20:26]
+        if timestamp[:20] == _iso_second and timestamp[26:] == "Z" and tail.isdecimal():
+            return timestamp[:23] + "Z"
         if _ISO_UTC_MICROS.fullmatch(timestamp):
+            _iso_second = timestamp[:20]
             return timestamp[:23] + "Z"
         try:
             timestamp = datetime.fromisoformat(timestamp)
@@ -185,6 +206,33 @@ def _event_time(timestamp: object, record: logging.LogRecord | None) -> float | 
         return timestamp.timestamp() if timestamp.tzinfo is not None else None
     if (is_a(timestamp, int) or is_a(timestamp, float)) and type(timestamp) is not bool:
         return float(timestamp)
+    return None
+
+
+#: How to read a wrapped logger's name, by its class: ``getattr`` (the class has a
+#: ``name`` or a ``__getattr__``), the instance ``__dict__``, or not at all.  structlog's
+#: own loggers (PrintLogger, WriteLogger...) have no name, and ``getattr(logger, "name",
+#: None)`` on them raises and swallows an AttributeError on every event.
+_NAME_BY_CLASS: dict[type, int] = {}
+_GETATTR, _INSTANCE_DICT, _NAMELESS = 1, 2, 0
+_MAX_NAME_CLASSES: Final = 256
+
+
+def _logger_name(logger: object) -> object:
+    """``getattr(logger, "name", None)``, without an exception for nameless loggers."""
+    cls = logger.__class__
+    how = _NAME_BY_CLASS.get(cls)
+    if how is None:
+        if hasattr(cls, "name") or hasattr(cls, "__getattr__"):
+            how = _GETATTR
+        else:
+            how = _INSTANCE_DICT if cls.__dictoffset__ else _NAMELESS
+        if len(_NAME_BY_CLASS) < _MAX_NAME_CLASSES:
+            _NAME_BY_CLASS[cls] = how
+    if how == _GETATTR:
+        return getattr(logger, "name", None)
+    if how == _INSTANCE_DICT:
+        return getattr(logger, "__dict__", {}).get("name")
     return None
 
 
