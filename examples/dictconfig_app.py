@@ -2,7 +2,7 @@
 
 The handler is named by its dotted path, ``logtide_kafka.KafkaHandler``; every other key of
 its entry is passed to it as a keyword argument.  The script never calls ``flush()``: the
-exit hook the library registers delivers what is still queued (within 10 s by default).
+exit hook the library registers delivers what is still queued (within 5 s by default).
 
     KAFKA_BROKERS=kafka-1:9092 python examples/dictconfig_app.py    # default localhost:9092
 

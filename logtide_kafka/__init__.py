@@ -4,13 +4,14 @@ Three ways in, one shared non-blocking producer per configuration:
 
 * :class:`KafkaHandler`, a :class:`logging.Handler` (also from ``dictConfig``);
 * :class:`logtide_kafka.structlog.KafkaProcessor`, a structlog processor;
-* :func:`send_log`, a direct call.
+* :func:`send_log`, a direct call (:func:`send_logs` for many events at once).
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from logtide_kafka._batch import send_logs
 from logtide_kafka._direct import configure, flush, send_log, stats
 from logtide_kafka._publish import PublishOptions
 from logtide_kafka._redact import DEFAULT_REDACT_KEYS, REDACTED
@@ -21,6 +22,7 @@ from logtide_kafka.producer import (
     ProducerStats,
     close_all,
     get_producer,
+    set_exit_timeout,
 )
 from logtide_kafka.stdlib import KafkaHandler
 
@@ -46,5 +48,7 @@ __all__ = [
     "flush",
     "get_producer",
     "send_log",
+    "send_logs",
+    "set_exit_timeout",
     "stats",
 ]

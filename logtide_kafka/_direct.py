@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from time import time
 from typing import Any, Final
 
 from typing_extensions import Unpack
 
 from logtide_kafka._event import HOSTNAME, make_event, normalize_level, normalize_service, safe_str
+from logtide_kafka._policy import DeliveryPolicy
 from logtide_kafka._publish import Publisher, PublishOptions
 from logtide_kafka._routing import DEFAULT_TOPIC
 from logtide_kafka.producer import (
-    DEFAULT_EXIT_TIMEOUT,
+    LogProducer,
     ProducerStats,
+    flush_all,
     get_producer,
-    set_exit_timeout,
+    stats_all,
 )
 
 __all__ = ["configure", "flush", "send_log", "stats"]
 
 _lock = threading.Lock()
 _publisher: Publisher | None = None
+#: A configuration checked by ``configure`` whose producer waits for the first send_log.
+_deferred: Callable[[], Publisher] | None = None
 #: Encoded message keys by service name; bounded so arbitrary names cannot grow it forever.
 _keys: dict[str, tuple[str, bytes]] = {}
 _MAX_KEYS: Final = 1024
@@ -33,28 +38,46 @@ def configure(
     *,
     topic: str = DEFAULT_TOPIC,
     producer_config: Mapping[str, Any] | None = None,
-    exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
     **options: Unpack[PublishOptions],
 ) -> None:
     """Set where and how :func:`send_log` publishes (like :func:`logging.basicConfig`).
 
     Without a call, ``send_log`` uses ``KAFKA_BROKERS`` and ``logs.application``.
-    ``exit_timeout`` bounds, in all, the flush of every producer at interpreter exit.
-    Routing, ``fields``, ``redact`` and ``trace_context`` work as for
-    :class:`~logtide_kafka.KafkaHandler`; ``logger_categories`` applies to a ``logger=``
-    keyword.  The producer is created here, so an invalid librdkafka setting raises here
-    (``KafkaException``), as does invalid routing (``ValueError``), rather than being
-    hidden by ``send_log``.
+    ``exit_timeout``, when given, bounds in all the flush of every producer at interpreter
+    exit (as :func:`~logtide_kafka.set_exit_timeout`).  Routing, ``fields``, ``redact`` and
+    ``trace_context`` work as for :class:`~logtide_kafka.KafkaHandler`;
+    ``logger_categories`` applies to a ``logger=`` keyword.  Every option is checked here
+    (``ValueError``, ``TypeError``).  With ``bootstrap_servers`` or ``producer_config``
+    the producer is created here too, so an invalid librdkafka setting raises here
+    (``KafkaException``) rather than being hidden by ``send_log``; without either, it is
+    created by the first ``send_log``: ``configure(exit_timeout=3)`` starts no client.
     """
-    global _publisher
-    publisher = Publisher(
-        lambda policy: get_producer(bootstrap_servers, producer_config, policy),
-        topic,
-        **options,
-    )
+    global _publisher, _deferred
+
+    def build() -> Publisher:
+        return Publisher(
+            lambda policy: get_producer(bootstrap_servers, producer_config, policy),
+            topic,
+            **options,
+        )
+
+    if bootstrap_servers or producer_config:
+        publisher = build()
+        with _lock:
+            _publisher, _deferred = publisher, None
+        return
+    with contextlib.suppress(_Checked):  # every check, then _Checked, not a producer
+        Publisher(_checked_only, topic, **options)
     with _lock:
-        _publisher = publisher
-    set_exit_timeout(exit_timeout)
+        _publisher, _deferred = None, build
+
+
+class _Checked(Exception):
+    """Raised instead of creating a producer: the options passed every check."""
+
+
+def _checked_only(policy: DeliveryPolicy) -> LogProducer:
+    raise _Checked
 
 
 def _default_publisher() -> Publisher:
@@ -63,7 +86,7 @@ def _default_publisher() -> Publisher:
     if publisher is None:
         with _lock:
             if _publisher is None:
-                _publisher = Publisher(lambda policy: get_producer(policy=policy))
+                _publisher = (_deferred or _plain)()
             publisher = _publisher
     # Once closed (close_all, interpreter exit) its producer stays closed and sends count as
     # dropped, as for the handlers: a new producer now would never be flushed.  configure()
@@ -71,12 +94,13 @@ def _default_publisher() -> Publisher:
     return publisher
 
 
-def _service_key(service: object) -> tuple[str, bytes]:
-    cached = _keys.get(service) if service.__class__ is str else None
+def _service_key(service: object, producer: LogProducer) -> tuple[str, bytes]:
+    cached = _keys.get(service) if type(service) is str else None
     if cached is None:
         name = normalize_service(service)
+        producer.add_service(name)
         cached = (name, name.encode())
-        if service.__class__ is str and len(_keys) < _MAX_KEYS:
+        if type(service) is str and len(_keys) < _MAX_KEYS:
             _keys[service] = cached
     return cached
 
@@ -96,8 +120,8 @@ def send_log(level: str | int, message: str, service: str, /, **metadata: Any) -
         name, known = normalize_level(level)
         if not known:
             metadata["level_name"] = safe_str(level)
-        svc, key = _service_key(service)
-        if message.__class__ is not str:
+        svc, key = _service_key(service, publisher.producer)
+        if type(message) is not str:
             message = safe_str(message)
         metadata.setdefault("hostname", HOSTNAME)
         event = publisher.complete(make_event(time(), svc, name, message, metadata))
@@ -107,12 +131,19 @@ def send_log(level: str | int, message: str, service: str, /, **metadata: Any) -
         return False
 
 
+def _plain() -> Publisher:
+    return Publisher(lambda policy: get_producer(policy=policy))
+
+
 def flush(timeout: float | None = None) -> int:
-    """Wait up to ``timeout`` seconds (default: the exit timeout) for ``send_log``'s
-    events; return how many remain."""
-    return _default_publisher().producer.flush(timeout)
+    """Wait up to ``timeout`` seconds (default: the exit timeout) for the events of every
+    producer in the process (handlers, processors, ``send_log``), sharing one deadline;
+    return how many are still undelivered, queued or spooled.  Creates no producer."""
+    return flush_all(timeout)
 
 
 def stats() -> ProducerStats:
-    """Counters of the producer behind :func:`send_log`."""
-    return _default_publisher().producer.stats()
+    """The counters of every producer in the process, added up (see
+    :func:`~logtide_kafka.producer.stats_all`); one handler's with ``handler.stats()``.
+    Creates no producer."""
+    return stats_all()

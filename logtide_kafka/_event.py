@@ -6,12 +6,14 @@ as a log entry as it is (see ``docs/event-schema.md``).
 
 from __future__ import annotations
 
+import codecs
 import math
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeGuard, TypeVar
 
 import orjson
 
@@ -26,12 +28,15 @@ from logtide_kafka._contract import (
 )
 
 __all__ = [
+    "BUDGETS_IN_USE",
+    "DECODE_BUDGET",
     "ENCODE_ERRORS",
     "ENCODE_OPTIONS",
     "HOSTNAME",
     "LEVEL_ALIASES",
     "MAX_DROPPED_NAMES",
     "MAX_SERVICE_LEN",
+    "MAX_VALUE_LEN",
     "MIN_CUT",
     "TRUNCATED_KEY",
     "describe_exception",
@@ -40,6 +45,7 @@ __all__ = [
     "encode_repaired",
     "fit_payload",
     "format_time",
+    "is_a",
     "level_name",
     "make_event",
     "normalize_level",
@@ -79,8 +85,55 @@ LEVEL_ALIASES: Final = {
 }
 #: The first UNIX time whose year has five digits, which the schema cannot express.
 _YEAR_10000: Final = 253_402_300_800.0
+#: The date, time and dot of the last time text WRITTEN_TIME_PATTERN accepted.
+_time_text_second = ""
 # Nesting deeper than this is cut while repairing, well inside orjson's own 254-level limit.
 _MAX_DEPTH: Final = 32
+#: Characters one event may have decoded from its ``bytes`` values, or repaired in its
+#: strings (lone surrogates), in all.  Beyond, values are cut before the work (decoding
+#: 10 MB of invalid UTF-8 held a logging call for seconds): past librdkafka's default
+#: ``message.max.bytes`` the size limit would cut them anyway.
+MAX_VALUE_LEN: Final = 1 << 20
+_DECODE_CHUNK: Final = 1 << 16
+_REPAIR_COST: Final = 4  # repairing costs about four times as much per character
+
+
+class DecodeBudget(threading.local):
+    """What is left of the current event's :data:`MAX_VALUE_LEN` on this thread.
+
+    Whoever encodes an event calls :meth:`reset` after it when :data:`BUDGETS_IN_USE` is
+    not zero: the hot path reads one list item, not the thread-local."""
+
+    left = MAX_VALUE_LEN
+    cut = False
+
+    def take(self, wanted: int) -> int:
+        """Take up to ``wanted`` characters; return how many were granted."""
+        granted = max(0, min(wanted, self.left))
+        if granted and self.left == MAX_VALUE_LEN:
+            with _in_use_lock:
+                BUDGETS_IN_USE[0] += 1
+        self.left -= granted
+        if granted < wanted:
+            self.cut = True
+        return granted
+
+    def reset(self) -> bool:
+        """Restore the allowance for the next event; return whether a value was cut."""
+        if self.left != MAX_VALUE_LEN:
+            with _in_use_lock:
+                BUDGETS_IN_USE[0] -= 1
+        cut, self.cut, self.left = self.cut, False, MAX_VALUE_LEN
+        return cut
+
+
+#: How many threads have part of their allowance in use (a list: changed in place).
+BUDGETS_IN_USE: Final[list[int]] = [0]
+_in_use_lock = threading.Lock()
+
+
+DECODE_BUDGET: Final = DecodeBudget()
+_budget = DECODE_BUDGET
 
 
 def _round_down(levelno: int) -> str:
@@ -105,11 +158,11 @@ def normalize_level(level: str | int) -> tuple[str, bool]:
     Names are case-insensitive and accept the usual aliases (``warning``, ``fatal``…).
     An unknown name maps to ``info`` with ``known`` false, so callers can keep the original.
     """
-    if level.__class__ is str:
+    if type(level) is str:
         name = LEVEL_ALIASES.get(level)
         if name is not None:  # the common case: already a lower-case name
             return name, True
-    elif isinstance(level, int) and not isinstance(level, bool):
+    elif is_a(level, int) and type(level) is not bool:
         return level_name(level), True
     name = LEVEL_ALIASES.get(safe_str(level).strip().lower())
     if name is None:
@@ -122,7 +175,7 @@ def normalize_service(service: object) -> str:
 
     Longer names are cut to 100 units, never inside a surrogate pair (50 emoji fit, not
     100); U+0000, which LogTide cannot store, becomes U+FFFD."""
-    text = service if isinstance(service, str) else safe_str(service)
+    text = service if is_a(service, str) else safe_str(service)
     text = _valid_text(text.strip())  # it is also the message key: it must encode
     if not text:
         return UNKNOWN_SERVICE
@@ -130,23 +183,28 @@ def normalize_service(service: object) -> str:
 
 
 _MILLIS: Final = tuple(f".{n:03d}Z" for n in range(1000))
-_second: int = -1
-_second_text: str = ""
+#: The first microsecond of the last second formatted, and its text, in one tuple so a
+#: thread never pairs one second's start with another's text.
+_second: tuple[int, str] = (-(2**62), "")  # matches no time make_event accepts
 
 
 def format_time(created: float) -> str:
     """ISO-8601 UTC with milliseconds and a ``Z`` suffix (LogTide rejects ``+00:00``)."""
-    global _second, _second_text
+    global _second
     # Round to microseconds first, as ``datetime.fromtimestamp`` does, then truncate to
     # milliseconds: ``int((t - int(t)) * 1000)`` turns 1.001 into .000 through float error.
-    whole, micros = divmod(round(created * 1_000_000), 1_000_000)
-    if whole != _second:
+    micros = round(created * 1_000_000)
+    start, text = _second
+    offset = micros - start
+    if not 0 <= offset < 1_000_000:
         # One strftime per second of log time instead of one per event.  A race between
         # threads only recomputes the same text, so no lock is needed.
+        whole = micros // 1_000_000
+        start = whole * 1_000_000
+        offset = micros - start
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _second_text, _second = text, whole
-        return text + _MILLIS[micros // 1000]
-    return _second_text + _MILLIS[micros // 1000]
+        _second = (start, text)
+    return text + _MILLIS[offset // 1000]
 
 
 def make_event(
@@ -166,7 +224,7 @@ def make_event(
     and with it a valid ``span_id`` (16 hex); anything else stays in metadata untouched
     (a span without its trace means nothing to a trace view).
     """
-    if created.__class__ is float and 0.0 <= created < _YEAR_10000:
+    if type(created) is float and 0.0 <= created < _YEAR_10000:
         when = format_time(created)
     else:
         when = _other_time(created, metadata)
@@ -178,22 +236,30 @@ def make_event(
         "metadata": metadata,
     }
     trace_id = metadata.get("trace_id")
-    if trace_id.__class__ is str and OTEL_TRACE_ID.fullmatch(trace_id):
+    if type(trace_id) is str and OTEL_TRACE_ID.fullmatch(trace_id):
         event["trace_id"] = metadata.pop("trace_id")
         span_id = metadata.get("span_id")
-        if isinstance(span_id, str) and OTEL_SPAN_ID.fullmatch(span_id):
+        if is_a(span_id, str) and OTEL_SPAN_ID.fullmatch(span_id):
             event["span_id"] = metadata.pop("span_id")
     return event
 
 
 def _other_time(created: object, metadata: dict[str, Any]) -> str:
     """The event time from anything but a plain float in range (the usual case)."""
-    if isinstance(created, str):
-        if WRITTEN_TIME_PATTERN.fullmatch(created):
+    if is_a(created, str):
+        global _time_text_second
+        # Times of one second share their first 20 characters: the pattern checks them
+        # once; after that, the three (ASCII, as the pattern wants) digits and the Z.
+        if created[:20] == _time_text_second and created[23:] == "Z":
+            digits = created[20:23]
+            if digits.isascii() and digits.isdigit():
+                return created
+        elif WRITTEN_TIME_PATTERN.fullmatch(created):
+            _time_text_second = created[:20]
             return created
     elif (
-        isinstance(created, (int, float))
-        and not isinstance(created, bool)
+        (is_a(created, int) or is_a(created, float))
+        and type(created) is not bool
         and 0 <= created < _YEAR_10000  # NaN fails this too
     ):
         return format_time(float(created))
@@ -219,10 +285,38 @@ def encode_default(obj: Any) -> Any:
         if isinstance(obj, (set, frozenset)):
             return list(obj)
         if isinstance(obj, (bytes, bytearray, memoryview)):
-            return bytes(obj).decode("utf-8", "backslashreplace")
+            return _decode_bounded(memoryview(obj).cast("B"))
     except Exception:
         pass
     return safe_str(obj)
+
+
+def _decode_bounded(raw: memoryview) -> str:
+    """UTF-8 text of ``raw`` (invalid bytes as ``\\xNN``), decoded only until it holds
+    :data:`MAX_VALUE_LEN` characters; the rest is cut and counted by the truncation mark."""
+    decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
+    parts: list[str] = []
+    done = 0
+    while done < len(raw):  # chunk by chunk, while this thread's allowance lasts
+        # Taken before decoding (a byte gives at least one character), the rest after.
+        wanted = min(len(raw) - done, _DECODE_CHUNK)
+        granted = _budget.take(wanted)
+        chunk = raw[done : done + granted]
+        done += granted
+        parts.append(decoder.decode(chunk.tobytes(), final=done == len(raw)))
+        if granted < wanted or _budget.take(len(parts[-1]) - granted) < len(parts[-1]) - granted:
+            break  # the allowance ran out: the rest is cut
+    text = "".join(parts)
+    return text if done == len(raw) else text + truncation_mark(len(raw) - done)
+
+
+_T = TypeVar("_T")
+
+
+def is_a(value: object, kind: type[_T]) -> TypeGuard[_T]:
+    """``isinstance(value, kind)`` without reading ``value.__class__``, which a lazy proxy
+    (Django's ``SimpleLazyObject`` whose loader fails) makes raise; ``type()`` cannot."""
+    return issubclass(type(value), kind)
 
 
 def safe_str(obj: object) -> str:
@@ -243,7 +337,9 @@ def safe_repr(obj: object) -> str:
 
 #: What ``orjson.dumps`` raises for an event it refuses.
 ENCODE_ERRORS: Final = (orjson.JSONEncodeError, TypeError, ValueError, RecursionError)
-#: The options of the fast path, shared with the producer's inlined copy of it.
+#: The options of the second try: keys that are not strings (``{1: "x"}``) become
+#: strings.  Not in the first: orjson's dicts take a slower path under this option (about
+#: a third of the encoding time of a usual event), and most events have string keys only.
 ENCODE_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
 
 
@@ -252,12 +348,21 @@ def encode_event(event: Mapping[str, Any]) -> tuple[bytes, bool]:
 
     Returns ``(payload, repaired)``.  ``repaired`` is true when orjson refused the event as
     given (integers beyond 64 bits, lone surrogates, cycles, keys of odd types…) and the
-    event was rewritten into plain JSON values before encoding.
+    event was rewritten into plain JSON values before encoding.  The first try (the
+    producer's hot path inlines it) allows string keys only; an event with other keys is
+    encoded again with :data:`ENCODE_OPTIONS`, so ``default`` may see its values twice.
     """
+    try:
+        return orjson.dumps(event, default=encode_default), False
+    except ENCODE_ERRORS:
+        pass
     try:
         return orjson.dumps(event, default=encode_default, option=ENCODE_OPTIONS), False
     except ENCODE_ERRORS:
         return encode_repaired(event), True
+    finally:
+        if BUDGETS_IN_USE[0]:
+            _budget.reset()
 
 
 def encode_repaired(event: Mapping[str, Any]) -> bytes:
@@ -273,22 +378,29 @@ def encode_repaired(event: Mapping[str, Any]) -> bytes:
 
 def _repair(value: Any, depth: int, seen: set[int]) -> Any:
     """Rewrite a value into types orjson always accepts, in pure Python (the slow path)."""
-    if value is None or isinstance(value, bool):
+    kind = type(value)  # never value.__class__, which a lazy proxy may make raise
+    if value is None or kind is bool:
         return value
-    if isinstance(value, str):
+    if issubclass(kind, str):
+        if value.isascii():  # no surrogates: nothing to repair
+            return value
+        keep = _budget.take(len(value) * _REPAIR_COST) // _REPAIR_COST
+        if keep < len(value):  # repaired only while this thread's allowance lasts
+            rest = value[keep:].encode("utf-8", "surrogatepass")
+            return _valid_text(value[:keep]) + truncation_mark(len(rest))
         return _valid_text(value)
-    if isinstance(value, int):
+    if issubclass(kind, int):
         return value if -(2**63) <= value < 2**64 else _int_text(value)
-    if isinstance(value, float):
+    if issubclass(kind, float):
         return value if math.isfinite(value) else None
     if depth >= _MAX_DEPTH:
         return "<nested too deep>"
-    if isinstance(value, (Mapping, list, tuple, set, frozenset)):
+    if issubclass(kind, (Mapping, list, tuple, set, frozenset)):
         if id(value) in seen:
             return "<cycle>"
         seen.add(id(value))
         try:
-            if isinstance(value, Mapping):
+            if issubclass(kind, Mapping):
                 return {_repair_key(k): _repair(v, depth + 1, seen) for k, v in value.items()}
             return [_repair(v, depth + 1, seen) for v in value]
         except Exception:  # a container subclass whose items() or __iter__ raises
@@ -308,7 +420,7 @@ def _int_text(value: int) -> str:
 
 
 def _repair_key(key: object) -> str:
-    return _valid_text(key if isinstance(key, str) else safe_str(key))
+    return _valid_text(key if is_a(key, str) else safe_str(key))
 
 
 def _valid_text(text: str) -> str:

@@ -14,7 +14,7 @@ from logtide_kafka._context import current_trace_ids
 from logtide_kafka._policy import DeliveryPolicy, FsyncPolicy, OnFull
 from logtide_kafka._redact import DEFAULT_REDACT_KEYS, Redactor
 from logtide_kafka._routing import DEFAULT_TOPIC, Router
-from logtide_kafka.producer import LogProducer
+from logtide_kafka.producer import LogProducer, set_exit_timeout
 
 __all__ = ["PublishOptions", "Publisher", "check_options"]
 
@@ -46,6 +46,9 @@ class PublishOptions(TypedDict, total=False):
     spool_fsync: FsyncPolicy
     #: Seconds between two stderr lines about dropped events (default 10).
     warn_interval: float
+    #: Seconds the exit flush waits in all, for every producer of the process
+    #: (:func:`~logtide_kafka.set_exit_timeout`; process-wide, the last value set wins).
+    exit_timeout: float
 
 
 #: The options that choose the producer's :class:`DeliveryPolicy` rather than the event.
@@ -178,6 +181,9 @@ class Publisher:
         self._trace_context = options.get("trace_context", True)
         chosen: dict[str, Any] = {k: v for k, v in options.items() if k in _POLICY_OPTIONS}
         policy = DeliveryPolicy(**chosen)
+        exit_timeout = options.get("exit_timeout")
+        if exit_timeout is not None:
+            set_exit_timeout(exit_timeout)
         self.producer = make_producer(policy)
         self._send = self.producer.send
 

@@ -71,7 +71,7 @@ class Redactor:
         for key, value in metadata.items():
             if self._sensitive(key):
                 metadata[key] = REDACTED  # same keys: changing values while iterating is safe
-            elif value.__class__ not in _SCALARS:
+            elif type(value) not in _SCALARS:
                 clean = self._walk(value, 1, walk)
                 if clean is not value:
                     metadata[key] = clean
@@ -84,13 +84,16 @@ class Redactor:
             return f"<unreadable {type(value).__name__}>"
 
     def _copy(self, value: Any, depth: int, walk: _Walk) -> Any:
-        if isinstance(value, Mapping):
+        # type(), never value.__class__ or isinstance(): a lazy proxy (Django's
+        # SimpleLazyObject whose loader fails) raises there, and is left to the encoder.
+        kind = type(value)
+        if issubclass(kind, Mapping):
             items: Iterable[tuple[Any, Any]] | None = value.items()
             # orjson cannot encode other Mappings (it would send str(value)): send a dict.
-            changed = not isinstance(value, dict)
-        elif isinstance(value, (list, tuple)):
+            changed = not issubclass(kind, dict)
+        elif issubclass(kind, (list, tuple)):
             items, changed = None, False
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        elif dataclasses.is_dataclass(kind):
             items = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
             changed = False  # orjson encodes it as this same dict of fields
         else:
@@ -107,7 +110,7 @@ class Redactor:
         try:
             if items is None:
                 sequence = [
-                    item if item.__class__ in _SCALARS else self._walk(item, depth + 1, walk)
+                    item if type(item) in _SCALARS else self._walk(item, depth + 1, walk)
                     for item in value
                 ]
                 changed = any(new is not old for new, old in zip(sequence, value, strict=True))
@@ -117,7 +120,7 @@ class Redactor:
                 if self._sensitive(key):
                     out[key] = REDACTED
                     changed = True
-                elif item.__class__ in _SCALARS:
+                elif type(item) in _SCALARS:
                     out[key] = item
                 else:
                     clean = out[key] = self._walk(item, depth + 1, walk)

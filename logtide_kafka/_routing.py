@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from logtide_kafka._event import normalize_level
+from logtide_kafka._event import is_a, normalize_level
 
 __all__ = ["CATEGORIES", "DEFAULT_TOPIC", "TOPICS", "TOPIC_PREFIX", "Router", "category_topic"]
 
@@ -33,7 +33,7 @@ _MAX_CACHED: Final = 4096
 
 def category_topic(category: object) -> str | None:
     """``logs.{category}``, or None when ``category`` cannot name a Kafka topic."""
-    if not isinstance(category, str):
+    if not is_a(category, str):
         return None
     topic = TOPIC_PREFIX + category
     if len(topic) > _MAX_TOPIC_LEN or not _LEGAL.fullmatch(category):
@@ -97,7 +97,7 @@ class Router:
         in the metadata) and the other rules decide.
         """
         category = metadata.get("category")
-        if isinstance(category, str):
+        if is_a(category, str):
             topic = self._explicit.get(category)
             if topic is None:
                 topic = category_topic(category)
@@ -108,7 +108,7 @@ class Router:
         if self.fixed is not None:
             return self.fixed
         logger = metadata.get("logger")
-        cache_key = (service, logger if isinstance(logger, str) else None, level)
+        cache_key = (service, logger if is_a(logger, str) else None, level)
         topic = self._cache.get(cache_key)
         if topic is None:
             topic = self._decide(service, cache_key[1], level)

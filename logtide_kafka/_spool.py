@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Final
 
 from logtide_kafka._policy import FsyncPolicy
+from logtide_kafka._report import report
 
 __all__ = ["FsyncPolicy", "Record", "Spool", "SpoolLocked"]
 
@@ -96,6 +97,10 @@ _READ_CHUNK: Final = 1 << 20
 _MAX_CACHED_TOPICS: Final = 1024
 _CHILD_ATTEMPTS: Final = 8
 _FSYNC_POLICIES: Final = frozenset({"never", "interval", "always"})
+# Spooled events carry what redaction cannot catch (messages): readable by the owner only.
+_FILE_MODE: Final = 0o600
+_DIR_MODE: Final = 0o700
+_warned_wide: set[Path] = set()
 
 
 class SpoolLocked(Exception):
@@ -201,9 +206,24 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _warn_if_wide(directory: Path) -> None:
+    """Say once per directory when others may read it (created before, or by someone
+    else): it is left as it is, the owner decides."""
+    try:
+        mode = directory.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & ~_DIR_MODE and directory not in _warned_wide:
+        _warned_wide.add(directory)
+        report(
+            f"spool directory {directory} has mode {mode:o}: other users may read the "
+            f"spooled logs; chmod {_DIR_MODE:o} it"
+        )
+
+
 def _try_lock(directory: Path) -> int | None:
     """Open and flock ``directory/.lock`` without waiting; None when someone holds it."""
-    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -367,7 +387,7 @@ class _Log:
         text = "".join(f"{s.id} {s.offset}\n" for s in self.segments if s.offset)
         tmp = self.directory / _CURSOR_TMP
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
             try:
                 os.write(fd, text.encode())
                 if durable:
@@ -397,7 +417,9 @@ class _Log:
                 _fsync(old.fd)
         seg = _Segment(self.last_id + 1, self.path(self.last_id + 1))
         seg.fd = os.open(
-            seg.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_EXCL | os.O_CLOEXEC, 0o644
+            seg.path,
+            os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_EXCL | os.O_CLOEXEC,
+            _FILE_MODE,
         )
         self.last_id = seg.id
         self.segments.append(seg)
@@ -450,7 +472,8 @@ class _Log:
             seg = _Segment(first + n, self.path(first + n))
             data = b"".join(chunk)
             try:
-                fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                fd = os.open(seg.path, flags, _FILE_MODE)
                 try:
                     with memoryview(data) as view:
                         done = 0
@@ -580,7 +603,8 @@ class Spool:
         self._last: tuple[_Log, list[tuple[_Segment, int]]] | None = None
         self._next_sync = time.monotonic() + fsync_interval
 
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        _warn_if_wide(self.directory)
         lock_fd = _try_lock(self.directory)
         if lock_fd is None:
             try:

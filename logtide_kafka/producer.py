@@ -25,8 +25,11 @@ from typing import Any, Final
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from logtide_kafka._client_log import CollapsedLog, handled
 from logtide_kafka._contract import replace_forbidden_json
 from logtide_kafka._event import (
+    BUDGETS_IN_USE,
+    DECODE_BUDGET,
     ENCODE_ERRORS,
     ENCODE_OPTIONS,
     encode_default,
@@ -41,6 +44,7 @@ from logtide_kafka._headers import (
     wrap_key,
 )
 from logtide_kafka._policy import DEFAULT_POLICY, DeliveryPolicy
+from logtide_kafka._report import report
 from logtide_kafka._spool import Spool, SpoolLocked
 from logtide_kafka._threads import start_daemon
 
@@ -50,8 +54,12 @@ __all__ = [
     "DeliveryPolicy",
     "LogProducer",
     "ProducerStats",
+    "close_all",
+    "flush_all",
     "get_producer",
     "resolve_config",
+    "set_exit_timeout",
+    "stats_all",
 ]
 
 #: The local queue's default bounds (see DEFAULT_CONFIG).
@@ -77,8 +85,17 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = {
     "queue.buffering.max.kbytes": QUEUE_MAX_KBYTES,
 }
 DEFAULT_BOOTSTRAP: Final = "localhost:9092"
-#: Seconds the exit hook waits, in all, for every producer to deliver what it holds.
-DEFAULT_EXIT_TIMEOUT: Final = 10.0
+#: Seconds the exit hook waits, in all, for every producer to deliver what it holds: half
+#: of the 10 s a container runtime grants between SIGTERM and SIGKILL.
+DEFAULT_EXIT_TIMEOUT: Final = 5.0
+#: A close stops waiting once nothing was delivered for this long while every broker is
+#: unreachable, or while events wait for topics known not to exist.
+STALL_SECONDS: Final = 1.0
+#: Seconds between two metadata looks for topics not yet confirmed to exist.
+TOPIC_CHECK_INTERVAL: Final = 5.0
+_METADATA_TIMEOUT: Final = 0.5
+#: Sets the exit timeout (seconds) without code: read when the library is imported.
+EXIT_TIMEOUT_ENV: Final = "LOGTIDE_KAFKA_EXIT_TIMEOUT"
 #: Bytes kept free under ``message.max.bytes`` for the key (a service name: up to 400
 #: bytes), the record headers (up to about 200) and the record framing.
 RECORD_OVERHEAD: Final = 1024
@@ -112,6 +129,7 @@ REPLAY_CHUNK: Final = 1000
 # Per-topic failure counts are kept for at most this many topics (categories can be made
 # up at run time); failures beyond are still counted in ``failed``.
 _MAX_MISSING_TOPICS: Final = 256
+_MAX_SERVICES: Final = 64
 
 _log = logging.getLogger("logtide_kafka")
 # A library leaves output to the application's logging configuration (logging HOWTO):
@@ -204,11 +222,14 @@ class LogProducer:
             # Queued events wait for the brokers as long as it takes, instead of failing
             # after five minutes; at close, what is left goes back to the spool.
             self._config.setdefault("message.timeout.ms", 0)
-        room = self._config.get("queue.buffering.max.messages", QUEUE_MAX_MESSAGES)
-        self._replay_room = int(room) // 2
+        self._queue_max = int(self._config.get("queue.buffering.max.messages", QUEUE_MAX_MESSAGES))
+        self._replay_room = self._queue_max // 2
         # Room for the record's key, headers and framing under librdkafka's size limit.
         limit = int(self._config.get("message.max.bytes", 1_000_000))
         self._max_payload = max(limit - RECORD_OVERHEAD, 1024)
+        #: Service names of the handlers, processors and send_log calls using this producer,
+        #: named in its stderr lines (see :meth:`add_service`).
+        self.services: set[str] = set()
         self._reset_counters()
         self._closed = False
         self._forked_child = False
@@ -241,6 +262,17 @@ class LogProducer:
         self._missing: dict[str, int] = {}
         self._missing_warned: dict[str, tuple[float, int]] = {}
         self._missing_pending = False
+        # Topics sent to, checked in the background: those not yet seen in metadata, and
+        # those the brokers said do not exist (events for them are not waited for at close).
+        self._topics: set[str] = set()
+        self._unchecked: set[str] = set()
+        self._absent: set[str] = set()
+        self._next_topic_check = 0.0
+        self._purged_absent: dict[str, int] = {}
+        # librdkafka said every broker is down, and no metadata request succeeded since.
+        self._unreachable = False
+        self._gave_up = False  # the close stopped waiting: no broker was reachable
+        self._next_unreachable_warn = 0.0
 
     def _start(self) -> None:
         conf = dict(self._config)
@@ -248,7 +280,11 @@ class LogProducer:
         conf["error_cb"] = self._on_error
         if int(conf.get("statistics.interval.ms", 0)) > 0:
             conf["stats_cb"] = self._on_stats
-        conf.setdefault("logger", logging.getLogger(CLIENT_LOGGER))
+        # librdkafka's lines, one per kind per interval (a logger of the caller's own is
+        # given everything, as it comes).
+        # Looked up here, not at import: dictConfig disables the loggers that exist then.
+        self._client_log = CollapsedLog(logging.getLogger(CLIENT_LOGGER), self.policy.warn_interval)
+        conf.setdefault("logger", self._client_log)
         self._producer = Producer(conf)
         self._spool = self._open_spool()
         self._spool_lock = threading.Lock()
@@ -257,12 +293,16 @@ class LogProducer:
         # True while the spool holds events: new ones queue up behind them, in order.
         self._spooling = self._spool is not None and self._spool.pending > 0
         self._produce = self._producer.produce
+        # Set by a full queue under ``drop``: until there is room again, events are dropped
+        # before they are encoded (see ``send``).
+        self._full = False
         # False once closed, or in a forked child until the client is restarted: the hot
         # path checks this one flag and leaves both cases to ``_send_unusable``.
         self._usable = True
         self._forked = False
         self._stop = threading.Event()
         self._poller = start_daemon(self._poll_loop, "logtide-kafka-poller")
+        _hook_worker_exit()
 
     def __repr__(self) -> str:
         servers = self._config.get("bootstrap.servers")
@@ -276,15 +316,27 @@ class LogProducer:
         Returns whether the event was enqueued.  An event that cannot be enqueued is
         counted in :meth:`stats` (``dropped`` or ``failed``), never raised to the caller.
         """
+        if self._full and self._usable and self._still_full():  # ``drop``: not worth encoding
+            return self._drop("queue_full")
         try:
-            # encode_event's fast path, inlined: this is the cost every log call pays.
-            payload = orjson.dumps(event, default=encode_default, option=ENCODE_OPTIONS)
+            # encode_event's first try, inlined: this is the cost every log call pays.
+            payload = orjson.dumps(event, default=encode_default)
         except ENCODE_ERRORS:
-            payload = encode_repaired(event)
-            with self._lock:
-                self._encode_errors += 1
+            # The first try allows string keys only (a third cheaper); others land here.
+            if BUDGETS_IN_USE[0]:
+                DECODE_BUDGET.reset()  # the next try decodes from the start again
+            try:
+                payload = orjson.dumps(event, default=encode_default, option=ENCODE_OPTIONS)
+            except ENCODE_ERRORS:
+                payload = encode_repaired(event)
+                with self._lock:
+                    self._encode_errors += 1
+        # Bytes decoded or text repaired (rare): values past the allowance were cut.
+        cut = BUDGETS_IN_USE[0] > 0 and DECODE_BUDGET.reset()
         if len(payload) > self._max_payload:
             payload = fit_payload(event, payload, self._max_payload)
+            cut = True
+        if cut:
             with self._lock:
                 self._truncated += 1
         # U+0000 anywhere (message, keys, values) would make LogTide answer 500: replaced
@@ -296,15 +348,29 @@ class LogProducer:
             return self._to_spool(topic, key, payload)
         event_id = new_event_id()
         headers = event_headers(event, event_id)
-        report = self._report_for(event_id)
+        on_report = self._report_for(event_id)
         try:
-            self._produce(topic, payload, key, on_delivery=report, headers=headers)
+            self._produce(topic, payload, key, on_delivery=on_report, headers=headers)
         except BufferError:
-            return self._queue_full(topic, key, payload, headers, report)
+            return self._queue_full(topic, key, payload, headers, on_report)
         except (KafkaException, TypeError, ValueError) as exc:
             return self._produce_failed(topic, exc)
         next(self._enqueued)
+        if topic not in self._topics:  # once per topic: looked up in the background
+            self._new_topic(topic)
         return True
+
+    def add_service(self, service: str) -> None:
+        """Name ``service`` in this producer's stderr lines (a bounded few)."""
+        if len(self.services) < _MAX_SERVICES:
+            self.services.add(service)
+
+    def _new_topic(self, topic: str) -> None:
+        with self._lock:
+            if len(self._topics) < _MAX_MISSING_TOPICS:
+                self._topics.add(topic)
+                self._unchecked.add(topic)
+                self._next_topic_check = 0.0
 
     def _queue_full(
         self,
@@ -320,6 +386,7 @@ class LogProducer:
         if on_full == "spool":
             return self._to_spool(topic, key, payload)
         if on_full == "drop":
+            self._full = True
             return self._drop("queue_full")
         deadline = time.monotonic() + self.policy.block_timeout
         delay = 0.0005
@@ -335,6 +402,16 @@ class LogProducer:
             next(self._enqueued)
             return True
         return self._drop("block_timeout")
+
+    def _still_full(self) -> bool:
+        """Whether librdkafka's queue still holds its maximum of messages.  Only produce()
+        tells a full queue for sure, so the event that finds it full is encoded and later
+        ones are not until this is false; a queue full by bytes (``.max.kbytes``) is only
+        found by produce()."""
+        if len(self._producer) >= self._queue_max:
+            return True
+        self._full = False
+        return False
 
     def _produce_failed(self, topic: str, exc: Exception) -> bool:
         with self._lock:
@@ -401,7 +478,7 @@ class LogProducer:
             self._poller.join(timeout=1.0)
         if self._spool is not None:
             self._replay_until(deadline)
-        remaining = self._producer.flush(max(deadline - time.monotonic(), 0.0))
+        remaining = self._drain(deadline)
         self._closed = True
         unconfirmed = self._unconfirmed
         if remaining:
@@ -421,6 +498,39 @@ class LogProducer:
         _forget(self)
         return remaining
 
+    def _drain(self, deadline: float) -> int:
+        """Wait for librdkafka's queue until it is empty or ``deadline``, but not for what
+        cannot arrive: once nothing was delivered for :data:`STALL_SECONDS` while every
+        broker is unreachable (checked again with a metadata request) or events wait for
+        topics known not to exist.  Returns what ``len()`` still counts."""
+        producer = self._producer
+        last = len(producer)
+        progress_at = checked_at = time.monotonic()
+        while last and (left := deadline - time.monotonic()) > 0:
+            remaining: int = producer.flush(min(0.1, left))
+            now = time.monotonic()
+            # len() counts client logs and error reports too: a fall is not always a
+            # delivery, hence the metadata request before giving up on the brokers.
+            if remaining < last:
+                progress_at = now
+            last = remaining
+            if self._absent and now - progress_at >= STALL_SECONDS:
+                break
+            if self._unreachable and now - checked_at >= STALL_SECONDS:
+                checked_at = now
+                if not self._reachable(min(_METADATA_TIMEOUT, left)):
+                    self._gave_up = True
+                    break
+        return last
+
+    def _reachable(self, timeout: float) -> bool:
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except Exception:
+            return False
+        self._unreachable = False
+        return True
+
     def _report_close(self, remaining: int, bound: float, unconfirmed: int) -> None:
         """Say once, on stderr, what the close leaves behind; flush pending warnings."""
         if self._missing_pending:  # failures the poller had no time to warn about
@@ -429,15 +539,22 @@ class LogProducer:
         if not remaining:
             return
         where = self._config.get("bootstrap.servers")
-        line = f"logtide-kafka: {remaining} log event(s) not delivered to {where} "
-        line += f"within {bound:.1f}s at close ({remaining - unconfirmed} never sent, "
+        line = f"{remaining} log event(s) not delivered to {where}"
+        if self._gave_up:
+            line += f" at close: no broker reachable, so the {bound:.1f}s bound was not waited out"
+        else:
+            line += f" within {bound:.1f}s at close"
+        line += f" ({remaining - unconfirmed} never sent, "
         line += f"{unconfirmed} sent but unconfirmed: those may be in Kafka)"
+        if self._purged_absent:
+            named = ", ".join(f"{t!r}: {n}" for t, n in sorted(self._purged_absent.items()))
+            line += f"; for topics that do not exist, not waited for: {named}"
         if self._spool is not None:
             line += (
                 f"; {self._spool.pending} event(s) kept in the spool {self._spool.directory} "
                 "for the next start"
             )
-        print(line, file=sys.stderr)
+        report(line, self.services)
 
     def count_failure(self, exc: BaseException) -> None:
         """Count an event a caller could not even build (a broken ``__str__``…) as failed."""
@@ -506,6 +623,11 @@ class LogProducer:
                 self._replay()
             if self._missing_pending:
                 self._warn_missing_topics()
+            if self._unchecked and time.monotonic() >= self._next_topic_check:
+                self._check_topics()
+            self._client_log.flush_due()
+            if self._unreachable and time.monotonic() >= self._next_unreachable_warn:
+                self._warn_unreachable()
             self._warn_drops()
             if spool is not None:
                 spool.sync_if_due()
@@ -604,10 +726,10 @@ class LogProducer:
                 return
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self._dropped.items()))
             self._dropped_warned, self._dropped_warned_at = total, now
-        print(
-            f"logtide-kafka: dropped {new} log event(s) (policy {self.policy.on_full!r}; "
-            f"so far {reasons}); see stats()",
-            file=sys.stderr,
+        report(
+            f"dropped {new} log event(s) (policy {self.policy.on_full!r}; so far {reasons}); "
+            "see stats()",
+            self.services,
         )
 
     def _count_missing(self, topic: str) -> None:
@@ -634,13 +756,61 @@ class LogProducer:
                 else:  # new failures, but warned recently: look again on a later pass
                     self._missing_pending = True
         for topic, count in due:
-            print(
-                f"logtide-kafka: topic {topic!r} does not exist on "
-                f"{self._config.get('bootstrap.servers')}; {count} log event(s) sent to it "
-                "failed so far. The producer never creates topics: create it, or route "
-                "these events to an existing one.",
-                file=sys.stderr,
+            report(
+                f"topic {topic!r} does not exist on {self._config.get('bootstrap.servers')}; "
+                f"{count} log event(s) sent to it failed so far. The producer never creates "
+                "topics: create it, or route these events to an existing one.",
+                self.services,
             )
+
+    def _warn_unreachable(self) -> None:
+        """While no broker answers, and nothing handles the library's loggers (where
+        librdkafka's own lines go), one stderr line per ``warn_interval`` says so."""
+        self._next_unreachable_warn = time.monotonic() + self.policy.warn_interval
+        if handled(self._client_log.logger) or self._reachable(_METADATA_TIMEOUT):
+            return
+        stats = self.stats()
+        # len() counts client logs and error reports too: never more than were enqueued.
+        queued = min(stats.queue_length, max(stats.enqueued - stats.failed, 0))
+        report(
+            f"cannot reach {self._config.get('bootstrap.servers')}: {queued} event(s) "
+            f"queued, {stats.dropped} dropped (last error: {stats.last_error})",
+            self.services,
+        )
+
+    def _check_topics(self) -> None:
+        """Look up, in the brokers' metadata, topics sent to and not yet seen there; name
+        the ones that do not exist, once (on the poller thread)."""
+        self._next_topic_check = time.monotonic() + TOPIC_CHECK_INTERVAL
+        with self._lock:
+            unchecked = sorted(self._unchecked)
+        for topic in unchecked:
+            try:
+                metadata = self._producer.list_topics(topic, timeout=_METADATA_TIMEOUT)
+            except Exception:  # no broker answered: look again later
+                return
+            found = metadata.topics.get(topic)
+            if found is not None and found.error is not None and _is_unknown_topic(found.error):
+                with self._lock:
+                    self._absent.add(topic)
+                    self._unchecked.discard(topic)
+                    # One line a minute per topic, this one or the failure count's.
+                    warned = topic in self._missing_warned
+                    failed = self._missing.get(topic, 0)
+                    self._missing_warned[topic] = (time.monotonic(), failed)
+                if warned:
+                    continue
+                report(
+                    f"topic {topic!r} does not exist on "
+                    f"{self._config.get('bootstrap.servers')}: its events wait, then fail; "
+                    "not waited for at close. Create it, or route these events elsewhere.",
+                    self.services,
+                )
+                continue
+            if found is None or found.error is not None:
+                continue  # no answer for it (leader election…): look again later
+            with self._lock:
+                self._unchecked.discard(topic)
 
     def missing_topics(self) -> dict[str, int]:
         """Topics that did not exist when events were sent to them, with how many events
@@ -668,6 +838,8 @@ class LogProducer:
             code = err.code()
             if code in _PURGED:
                 self._purged += 1
+                if topic in self._absent:
+                    self._purged_absent[topic] = self._purged_absent.get(topic, 0) + 1
             if self._spool is not None and code in _RETURN_TO_SPOOL and value is not None:
                 # Its id goes with it: if this copy is in Kafka after all, the replayed
                 # one is recognised as a repeat (the shipper drops it).
@@ -700,6 +872,8 @@ class LogProducer:
     def _on_error(self, err: KafkaError) -> None:
         with self._lock:
             self._last_error = err.str()
+            if err.code() == KafkaError._ALL_BROKERS_DOWN:
+                self._unreachable = True
         if err.fatal():
             _log.error("Kafka producer fatal error: %s", err.str())
         if self._user_error_cb is not None:
@@ -750,7 +924,25 @@ _registry: dict[tuple[object, ...], LogProducer] = {}
 _registry_lock = threading.RLock()
 _abandoned: list[Any] = []
 _instances: weakref.WeakSet[LogProducer] = weakref.WeakSet()
-_exit_timeout = DEFAULT_EXIT_TIMEOUT
+
+
+def _exit_timeout_from_env() -> float:
+    raw = os.environ.get(EXIT_TIMEOUT_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_EXIT_TIMEOUT
+    try:
+        return check_exit_timeout(float(raw))
+    except ValueError:
+        report(f"ignoring {EXIT_TIMEOUT_ENV}={raw!r}: not a number of seconds >= 0")
+        return DEFAULT_EXIT_TIMEOUT
+
+
+def check_exit_timeout(seconds: float) -> float:
+    """``seconds`` as a float, or ValueError naming the option when it is not >= 0."""
+    value = float(seconds)
+    if not value >= 0:  # NaN too
+        raise ValueError(f"exit_timeout must be a number of seconds >= 0, not {seconds!r}")
+    return value
 
 
 def _registry_key(config: Mapping[str, Any], policy: DeliveryPolicy) -> tuple[object, ...]:
@@ -782,23 +974,135 @@ def _forget(producer: LogProducer) -> None:
 
 
 def set_exit_timeout(seconds: float) -> None:
-    """Set the total bound on flushing every producer at interpreter exit."""
+    """Set the total bound on flushing every producer at interpreter exit (also the
+    default of ``flush()``).  Creates no producer; the last value set wins, and
+    ``LOGTIDE_KAFKA_EXIT_TIMEOUT`` gives the value before any is set."""
     global _exit_timeout
-    _exit_timeout = float(seconds)
+    _exit_timeout = check_exit_timeout(seconds)
+
+
+def exit_timeout() -> float:
+    """The bound set by :func:`set_exit_timeout` (or the environment, or the default)."""
+    return _exit_timeout
+
+
+def _open_producers() -> list[LogProducer]:
+    """Every producer of this process that is not closed: shared or built directly."""
+    with _registry_lock:
+        return [producer for producer in list(_instances) if not producer.closed]
+
+
+def flush_all(timeout: float | None = None) -> int:
+    """Wait for every producer of the process, sharing one deadline (default: the exit
+    timeout); return how many events are still undelivered (queued or spooled) in all.
+    Creates no producer."""
+    deadline = time.monotonic() + max(_exit_timeout if timeout is None else timeout, 0.0)
+    return sum(p.flush(max(deadline - time.monotonic(), 0.0)) for p in _open_producers())
+
+
+def stats_all() -> ProducerStats:
+    """The counters of every producer of the process, added up: closed ones too, whose
+    ``dropped_by["closed"]`` counts what was sent after the close (``last_error`` and
+    ``librdkafka`` come from one producer only when there is only one).  All zero when
+    there is none; creates no producer."""
+    with _registry_lock:
+        producers = list(_instances)
+    snapshots = [producer.stats() for producer in producers]
+    if len(snapshots) == 1:
+        return snapshots[0]
+    dropped_by: dict[str, int] = {}
+    for snapshot in snapshots:
+        for reason, count in snapshot.dropped_by.items():
+            dropped_by[reason] = dropped_by.get(reason, 0) + count
+    errors = [s.last_error for s in snapshots if s.last_error is not None]
+    return ProducerStats(
+        enqueued=sum(s.enqueued for s in snapshots),
+        delivered=sum(s.delivered for s in snapshots),
+        failed=sum(s.failed for s in snapshots),
+        dropped=sum(s.dropped for s in snapshots),
+        dropped_by=dropped_by,
+        encode_errors=sum(s.encode_errors for s in snapshots),
+        queue_length=sum(s.queue_length for s in snapshots),
+        last_error=errors[-1] if errors else None,
+        truncated=sum(s.truncated for s in snapshots),
+        spooled=sum(s.spooled for s in snapshots),
+        replayed=sum(s.replayed for s in snapshots),
+        spool_pending=sum(s.spool_pending for s in snapshots),
+    )
 
 
 def close_all(timeout: float | None = None) -> int:
-    """Close every producer, sharing one deadline; return the events left undelivered."""
-    deadline = time.monotonic() + (_exit_timeout if timeout is None else timeout)
-    with _registry_lock:
-        producers = list(_registry.values())
+    """Close every producer of the process, sharing one deadline; return the events left
+    undelivered.  Creates no producer.  Without ``timeout``, the exit timeout counts from
+    the first SIGTERM the library's handler took, when there was one: the time the
+    process spent ending (joining workers that flush on their own) is part of the bound."""
+    start = time.monotonic()
+    if timeout is None and _sigterm_at is not None:
+        start = min(start, _sigterm_at)
+    deadline = start + max(_exit_timeout if timeout is None else timeout, 0.0)
     left = 0
-    for producer in producers:
+    for producer in _open_producers():
         left += producer.close(max(deadline - time.monotonic(), 0.0))
     return left
 
 
+#: The pid whose worker-exit hooks are registered (a forked child registers its own).
+_hooked_pid: int | None = None
+#: Runtimes whose worker processes end with ``os._exit`` after running these finalizers.
+_WORKER_RUNTIMES: Final = ("multiprocessing.util", "billiard.util")
+#: Billiard's pool workers (Celery prefork) call ``os._exit`` from inside their target, so
+#: no finalizer runs there; Celery sends this signal in the child just before.
+_CELERY_SIGNALS: Final = "celery.signals"
+# Below the default priorities of the runtimes' own finalizers (queues, managers): a
+# finalizer that still logs is flushed too.
+_FINALIZE_PRIORITY: Final = 0
+
+
+def _hook_worker_exit() -> None:
+    """Close every producer when a ``multiprocessing`` or ``billiard`` (Celery) worker ends.
+
+    Their workers end with ``os._exit`` (a pool recycling a child after
+    ``maxtasksperchild``, ``ProcessPoolExecutor(max_tasks_per_child=...)``, Celery's
+    ``worker_max_tasks_per_child``), so exit hooks never run; but ``Process._bootstrap``
+    first runs the finalizers registered with ``util.Finalize``.  Registered once per
+    process, when its first producer starts (a fork child's on its first send: the
+    runtime clears the inherited ones), and only for runtimes already imported: never
+    imported here.
+    """
+    global _hooked_pid
+    pid = os.getpid()
+    if _hooked_pid == pid:
+        return
+    _hooked_pid = pid
+    for name in _WORKER_RUNTIMES:
+        util = sys.modules.get(name)
+        if util is None:
+            continue
+        try:
+            util.Finalize(None, _close_at_worker_exit, exitpriority=_FINALIZE_PRIORITY)
+        except Exception as exc:  # a runtime version we do not know: exit hooks only
+            report(f"cannot hook the exit of {name.partition('.')[0]} workers: {exc!r}")
+    celery = sys.modules.get(_CELERY_SIGNALS)
+    if celery is not None:
+        try:  # a dispatch_uid: connected once, however often a process gets here
+            celery.worker_process_shutdown.connect(
+                _close_at_celery_worker_exit, weak=False, dispatch_uid=__name__
+            )
+        except Exception as exc:
+            report(f"cannot hook the exit of celery workers: {exc!r}")
+
+
+def _close_at_worker_exit() -> None:
+    close_all()
+
+
+def _close_at_celery_worker_exit(**_: object) -> None:
+    close_all()
+
+
 _sigterm_installed = False
+#: When the library's SIGTERM handler first ran (monotonic), in this process.
+_sigterm_at: float | None = None
 
 
 def _handle_sigterm() -> None:
@@ -824,19 +1128,24 @@ def _handle_sigterm() -> None:
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
+    global _sigterm_at
+    _sigterm_at = time.monotonic()
     # Raised rather than flushing here: the interrupted code may hold a producer's lock.
     signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     raise SystemExit(128 + signum)
 
 
 def _in_forked_child() -> None:
-    global _registry_lock
+    global _registry_lock, _hooked_pid, _sigterm_at
+    _hooked_pid = None  # the runtime may have cleared the parent's finalizers
+    _sigterm_at = None
     _registry_lock = threading.RLock()  # a parent thread may have held it at the fork
     for producer in list(_instances):
         if not producer.closed:
             producer._usable, producer._forked = False, True
 
 
+_exit_timeout = _exit_timeout_from_env()
 os.register_at_fork(after_in_child=_in_forked_child)
 # Registered at import, after ``logging`` registered its own hook: exit hooks run last-in
 # first-out, so producers are flushed before logging.shutdown() closes the handlers, and

@@ -69,6 +69,9 @@ class KafkaHandler(logging.Handler):
     never sent.
     """
 
+    #: Records of the library's own loggers are never sent (see _client_log.handled).
+    skips_library_records = True
+
     def __init__(
         self,
         service: str,
@@ -93,6 +96,7 @@ class KafkaHandler(logging.Handler):
             **options,
         )
         self._producer = self._publisher.producer
+        self._producer.add_service(self.service)  # named in its stderr lines
         super().__init__(level)  # registers the handler: only once nothing can fail
         self._local = threading.local()
         #: Records skipped because they were logged from inside this handler's own emit.
@@ -115,6 +119,9 @@ class KafkaHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         """Filter, then emit, without taking the handler's lock: :meth:`emit` is
         thread-safe on its own, and the lock would serialise every logging thread."""
+        if not self.filters:  # the usual case: no filter to ask, no call to pay for
+            self.emit(record)
+            return True
         result = self.filter(record)
         if result:  # since 3.12 a filter may return a replacement record
             self.emit(result if isinstance(result, logging.LogRecord) else record)
@@ -135,9 +142,7 @@ class KafkaHandler(logging.Handler):
         local.busy = True
         try:
             name = record.name  # a filter may have set anything here
-            if name.__class__ is not str or not (
-                name.startswith(_OWN_LOGGERS) or name == _OWN_LOGGER
-            ):
+            if type(name) is not str or not (name.startswith(_OWN_LOGGERS) or name == _OWN_LOGGER):
                 self._publisher.publish(self.to_event(record), self._key)
         except Exception as exc:
             self._producer.count_failure(exc)
@@ -162,7 +167,7 @@ class KafkaHandler(logging.Handler):
                 message = record.getMessage()
             else:
                 message = self.format(record)
-                if message.__class__ is not str:  # a custom formatter's odd return value
+                if type(message) is not str:  # a custom formatter's odd return value
                     message = safe_str(message)
         except Exception as exc:
             if formatter is not None and _message_works(record):
@@ -176,12 +181,13 @@ class KafkaHandler(logging.Handler):
         if len(attrs) != _PLAIN_RECORD_LEN:
             # ``extra=`` fields follow the attributes LogRecord.__init__ sets, starting
             # with ``name``; a record built some other way is scanned in full.
-            items = iter(attrs.items())
-            if next(iter(attrs)) == "name":
-                items = islice(items, _PLAIN_RECORD_LEN, None)
-            for key, value in items:
+            keys = iter(attrs)  # keys, then one lookup per extra: cheaper than items()
+            keys = (
+                islice(keys, _PLAIN_RECORD_LEN - 1, None) if next(keys) == "name" else iter(attrs)
+            )
+            for key in keys:
                 if key not in _RECORD_ATTRS:
-                    metadata[key] = value
+                    metadata[key] = attrs[key]
         if record.exc_info and record.exc_info[0] is not None:
             if not record.exc_text:
                 record.exc_text = (formatter or _DEFAULT_FORMATTER).formatException(record.exc_info)

@@ -18,8 +18,10 @@ from typing_extensions import Unpack
 
 from logtide_kafka._event import (
     HOSTNAME,
+    LEVEL_ALIASES,
     ExcInfo,
     describe_exception,
+    is_a,
     level_name,
     make_event,
     normalize_level,
@@ -38,6 +40,10 @@ __all__ = ["KafkaProcessor"]
 _FORMATTER: Final = logging.Formatter()
 # What TimeStamper(fmt="iso", utc=True) writes: cut to milliseconds without parsing.
 _ISO_UTC_MICROS: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+#: The date, time and dot of the last such time checked in full.
+_iso_second = ""
+#: Event dict keys most events lack: exceptions and ProcessorFormatter's bookkeeping.
+_RARE_KEYS: Final = frozenset({"exc_info", "exception", "_record", "_from_structlog"})
 _EXCEPTION_TYPE: Final = re.compile(r"[A-Za-z_][\w.]*")
 _OWN_LOGGER: Final = "logtide_kafka"
 
@@ -85,6 +91,7 @@ class KafkaProcessor:
             topic,
             **options,
         )
+        self._publisher.producer.add_service(self.service)  # named in its stderr lines
 
     @property
     def topic(self) -> str:
@@ -113,23 +120,26 @@ class KafkaProcessor:
         self, logger: WrappedLogger, method_name: str, event_dict: EventDict
     ) -> dict[str, Any] | None:
         """Build the event as it would be sent (None for the library's own loggers)."""
-        metadata: dict[str, Any] = {"hostname": HOSTNAME}
-        metadata.update(event_dict)
+        metadata: dict[str, Any] = {"hostname": HOSTNAME, **event_dict}
         message = metadata.pop("event", None)
         level = metadata.pop("level", None)
         timestamp = metadata.pop("timestamp", None)
-        exc_info = metadata.pop("exc_info", None)
-        exception = metadata.pop("exception", None)
-        # ProcessorFormatter's bookkeeping (its remove_processors_meta drops them too).
-        record: logging.LogRecord | None = metadata.pop("_record", None)
-        foreign = metadata.pop("_from_structlog", True) is False
+        exc_info = exception = None
+        record: logging.LogRecord | None = None
+        foreign = False
+        if not _RARE_KEYS.isdisjoint(metadata):  # one look instead of four pops
+            exc_info = metadata.pop("exc_info", None)
+            exception = metadata.pop("exception", None)
+            # ProcessorFormatter's bookkeeping (its remove_processors_meta drops them too).
+            record = metadata.pop("_record", None)
+            foreign = metadata.pop("_from_structlog", True) is False
 
         if "logger" not in metadata:
-            name = record.name if record is not None else getattr(logger, "name", None)
-            if isinstance(name, str):
+            name = record.name if record is not None else _logger_name(logger)
+            if is_a(name, str):
                 metadata["logger"] = name
         name = metadata.get("logger")
-        if isinstance(name, str) and (name == _OWN_LOGGER or name.startswith(_OWN_LOGGER + ".")):
+        if is_a(name, str) and (name == _OWN_LOGGER or name.startswith(_OWN_LOGGER + ".")):
             return None  # librdkafka's own messages: sending them could feed on itself
 
         if foreign and record is not None:
@@ -137,9 +147,14 @@ class KafkaProcessor:
             # the handler (add_log_level would give "level 25").
             logtide_level = level_name(record.levelno)
         elif level is not None:
-            logtide_level, known = normalize_level(level)
-            if not known:
-                metadata["level_name"] = safe_str(level)
+            # add_log_level's lower-case names: one look-up, as normalize_level starts.
+            found = LEVEL_ALIASES.get(level) if level.__class__ is str else None
+            if found is not None:
+                logtide_level = found
+            else:
+                logtide_level, known = normalize_level(level)
+                if not known:
+                    metadata["level_name"] = safe_str(level)
         else:
             logtide_level = normalize_level(method_name)[0]
 
@@ -148,13 +163,13 @@ class KafkaProcessor:
             created = record.created if record is not None else time()
             metadata["timestamp"] = timestamp  # not a time we can read: keep it as it was
 
-        info = _exc_info(exc_info)
+        info = None if exc_info is None else _exc_info(exc_info)
         if info is not None:
             metadata["exception"] = describe_exception(info, _FORMATTER.formatException(info))
         elif exception is not None:
             metadata["exception"] = _rendered_exception(exception)
 
-        if message.__class__ is not str:
+        if type(message) is not str:
             message = "" if message is None else safe_str(message)
         return self._publisher.complete(
             make_event(created, self.service, logtide_level, message, metadata)
@@ -169,28 +184,64 @@ def _event_time(timestamp: object, record: logging.LogRecord | None) -> float | 
     the record's time or now when absent, or None when it cannot be read unambiguously."""
     if timestamp is None:
         return record.created if record is not None else time()
-    if isinstance(timestamp, str):
+    # type(), never isinstance(): a lazy proxy's __class__ may raise (issue 12).
+    if is_a(timestamp, str):
+        global _iso_second
+        # TimeStamper(fmt="iso", utc=True) repeats its first 20 characters for a second:
+        # the regular expression checks them once; after that, the digits after the dot.
+        # (``\d`` is what str.isdecimal() accepts.)
+        tail = timestamp[20:26]
+        if timestamp[:20] == _iso_second and timestamp[26:] == "Z" and tail.isdecimal():
+            return timestamp[:23] + "Z"
         if _ISO_UTC_MICROS.fullmatch(timestamp):
+            _iso_second = timestamp[:20]
             return timestamp[:23] + "Z"
         try:
             timestamp = datetime.fromisoformat(timestamp)
         except ValueError:
             return None
-    if isinstance(timestamp, datetime):
+    if is_a(timestamp, datetime):
         # Without an offset it could be UTC (TimeStamper(fmt=..., utc=True)) or local time
         # (utc=False): not guessed.  The caller keeps it and uses the current time.
         return timestamp.timestamp() if timestamp.tzinfo is not None else None
-    if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
+    if (is_a(timestamp, int) or is_a(timestamp, float)) and type(timestamp) is not bool:
         return float(timestamp)
+    return None
+
+
+#: How to read a wrapped logger's name, by its class: ``getattr`` (the class has a
+#: ``name`` or a ``__getattr__``), the instance ``__dict__``, or not at all.  structlog's
+#: own loggers (PrintLogger, WriteLogger...) have no name, and ``getattr(logger, "name",
+#: None)`` on them raises and swallows an AttributeError on every event.
+_NAME_BY_CLASS: dict[type, int] = {}
+_GETATTR, _INSTANCE_DICT, _NAMELESS = 1, 2, 0
+_MAX_NAME_CLASSES: Final = 256
+
+
+def _logger_name(logger: object) -> object:
+    """``getattr(logger, "name", None)``, without an exception for nameless loggers."""
+    cls = logger.__class__
+    how = _NAME_BY_CLASS.get(cls)
+    if how is None:
+        if hasattr(cls, "name") or hasattr(cls, "__getattr__"):
+            how = _GETATTR
+        else:
+            how = _INSTANCE_DICT if cls.__dictoffset__ else _NAMELESS
+        if len(_NAME_BY_CLASS) < _MAX_NAME_CLASSES:
+            _NAME_BY_CLASS[cls] = how
+    if how == _GETATTR:
+        return getattr(logger, "name", None)
+    if how == _INSTANCE_DICT:
+        return getattr(logger, "__dict__", {}).get("name")
     return None
 
 
 def _exc_info(value: object) -> ExcInfo | None:
     """``exc_info`` as structlog accepts it: True, an exception, or a sys.exc_info() tuple."""
-    if isinstance(value, BaseException):
+    if is_a(value, BaseException):
         return (type(value), value, value.__traceback__)
-    if isinstance(value, tuple):
-        return value if len(value) == 3 and isinstance(value[1], BaseException) else None
+    if is_a(value, tuple):
+        return value if len(value) == 3 and is_a(value[1], BaseException) else None
     if value is True:
         info = sys.exc_info()
         return info if info[1] is not None else None
@@ -200,7 +251,7 @@ def _exc_info(value: object) -> ExcInfo | None:
 def _rendered_exception(exception: object) -> object:
     """``metadata["exception"]`` from what ``format_exc_info`` (text) or ``dict_tracebacks``
     (a list of stacks, outermost first) left in the event dict."""
-    if isinstance(exception, str):
+    if is_a(exception, str):
         lines = exception.rstrip("\n").split("\n")
         # The exception line follows the last indented line (the innermost frame).
         start = len(lines)
@@ -213,9 +264,9 @@ def _rendered_exception(exception: object) -> object:
             return {"type": head.rpartition(".")[2], "message": message, "stack": exception}
         return {"type": "", "message": tail[0], "stack": exception}
     if (
-        isinstance(exception, list)
+        is_a(exception, list)
         and exception
-        and all(isinstance(stack, dict) and "exc_type" in stack for stack in exception)
+        and all(type(stack) is dict and "exc_type" in stack for stack in exception)
     ):
         outer = exception[0]
         return {

@@ -15,9 +15,10 @@ import pathlib
 import random
 import re
 import secrets
+import threading
 import time
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Callable, Iterator
+from typing import Any, Final, cast
 
 import orjson
 import pytest
@@ -39,6 +40,7 @@ import logtide_kafka
 from logtide_kafka import KafkaHandler, LogProducer, ProducerStats
 from logtide_kafka._contract import replace_forbidden_json
 from logtide_kafka._event import (
+    BUDGETS_IN_USE,
     MIN_CUT,
     TRUNCATED_KEY,
     encode_event,
@@ -627,3 +629,56 @@ def test_an_event_over_the_default_limit_arrives_cut_to_fit(
     assert metadata["order_id"] == 7
     assert metadata[TRUNCATED_KEY]["cut"] == 2
     assert metadata[TRUNCATED_KEY]["dropped"] == 0
+
+
+#: The bound a logging call with huge bad values must stay within on the test machine
+#: (two shared cores); measured at about 0.1 to 0.3 s (docs/bad-input.md).
+_WORST_CALL_SECONDS: Final = 1.5
+_HUGE_VALUES: Final[dict[str, Callable[[], Any]]] = {
+    "10 MB of invalid UTF-8 bytes": lambda: b"\xff" * 10_000_000,
+    "10 MB bytearray": lambda: bytearray(b"\xfe" * 10_000_000),
+    "100 values of 100 kB invalid bytes": lambda: [b"\xff" * 100_000 for _ in range(100)],
+    "10 M lone surrogates": lambda: "\udc80" * 10_000_000,
+    "100 strings of 100 k lone surrogates": lambda: ["\udc80x" * 50_000 for _ in range(100)],
+}
+
+
+@pytest.mark.parametrize("make", list(_HUGE_VALUES.values()), ids=list(_HUGE_VALUES))
+def test_huge_values_are_cut_before_they_are_decoded(
+    make: Callable[[], Any], dead_bootstrap: str
+) -> None:
+    """At the default size limit: the call stays bounded and the event is kept, cut."""
+    handler = KafkaHandler("huge-svc", bootstrap_servers=dead_bootstrap)
+    logger = _logger("bad_input.huge")
+    logger.addHandler(handler)
+    value = make()
+    try:
+        start = time.perf_counter()
+        logger.info("huge", extra={"value": value, "small": "kept"})
+        took = time.perf_counter() - start
+        stats = handler.stats()
+    finally:
+        logger.removeHandler(handler)
+        handler.producer.close(0)
+    assert (stats.enqueued, stats.failed, stats.truncated) == (1, 0, 1)
+    assert took < _WORST_CALL_SECONDS, took
+
+
+def test_each_event_gets_a_fresh_allowance(dead_bootstrap: str) -> None:
+    """A cut value never leaves the next event (of this or another thread) cut."""
+    producer = KafkaHandler("budget-svc", bootstrap_servers=dead_bootstrap).producer
+    seen: list[bytes] = []
+    try:
+        huge = make_event(1.5, "svc", "info", "m", {"value": b"\xff" * 5_000_000})
+        producer.send("logs.application", None, huge)
+        assert BUDGETS_IN_USE[0] == 0
+        small = make_event(1.5, "svc", "info", "m", {"value": b"\xff" * 100_000})
+        thread = threading.Thread(target=lambda: seen.append(encode_event(small)[0]))
+        thread.start()
+        thread.join()
+        seen.append(encode_event(small)[0])
+        assert producer.stats().truncated == 1  # the huge one only
+    finally:
+        producer.close(0)
+    for payload in seen:
+        assert orjson.loads(payload)["metadata"]["value"] == "\\xff" * 100_000

@@ -247,17 +247,29 @@ def _succeeded(event: dict[str, Any]) -> bool:
     return message.startswith("Task shop.log_batch[") and " succeeded in " in message
 
 
+@pytest.mark.parametrize(
+    "app",
+    [
+        "tasks",  # the example, with its worker_process_shutdown handler
+        # The same without the handler: the library's own hook must deliver a recycled
+        # child's events (a billiard finalizer, run before the child's os._exit).
+        "apps.celery_no_hook",
+    ],
+)
 def test_celery_prefork_with_recycled_children(
-    kafka_bootstrap: str, topic: str, service: str, tmp_path: Path
+    kafka_bootstrap: str, topic: str, service: str, tmp_path: Path, app: str
 ) -> None:
     tasks, per_task, per_child = 20, 10, 5  # per_child: the example's max_tasks_per_child
     app_dir = EXAMPLES / "celery_app"
     env = _env(kafka_bootstrap, topic, service, CELERY_DATA_DIR=str(tmp_path / "queue"))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parent), env.get("PYTHONPATH")])
+    )
     subprocess.run(
         [sys.executable, "tasks.py", str(tasks)], cwd=app_dir, env=env, check=True, timeout=60
     )
     command = [
-        *(sys.executable, "-m", "celery", "-A", "tasks", "worker", "--concurrency", "2"),
+        *(sys.executable, "-m", "celery", "-A", app, "worker", "--concurrency", "2"),
         *("--without-gossip", "--without-mingle", "--without-heartbeat"),
     ]
     with _serving(command, app_dir, env, tmp_path / "celery.log") as worker:
@@ -280,7 +292,7 @@ def test_celery_prefork_with_recycled_children(
     succeeded = [e for e in values if _succeeded(e)]
     children = {e["metadata"]["process"] for e in task_events}
     print(
-        f"\ncelery prefork: {len(task_events)} task events of {tasks * per_task}, "
+        f"\ncelery prefork ({app}): {len(task_events)} task events of {tasks * per_task}, "
         f"{len(succeeded)} 'succeeded' lines, {len(children)} pool children, "
         f"{len(values)} events in all, shutdown {shutdown:.2f}s"
     )
@@ -318,3 +330,34 @@ def test_fileconfig_ini(kafka_bootstrap: str, topic: str, service: str) -> None:
     assert all(e["metadata"]["card_number"] == "[REDACTED]" for e in paid)
     assert all(e["metadata"]["config"] == "ini" for e in events)
     assert elapsed < SHUTDOWN_BOUND
+
+
+def test_uvicorn_parent_and_workers_exit_within_the_budget_with_the_broker_down(
+    dead_bootstrap: str, service: str, tmp_path: Path
+) -> None:
+    # The case that took 21.6 s: every worker waited out its exit timeout, then the parent
+    # waited out its own.  With no broker answering, none of them may add up past the bound.
+    app_dir = EXAMPLES / "fastapi_app"
+    config = json.loads((app_dir / "logging.json").read_text())
+    config["handlers"]["kafka"].update(service=service, topic="logs.application")
+    log_config = tmp_path / "logging.json"
+    log_config.write_text(json.dumps(config))
+    port = _free_port()
+    command = [
+        *(sys.executable, "-m", "uvicorn", "main:app", "--workers", "2"),
+        *("--log-config", str(log_config), "--host", "127.0.0.1", "--port", str(port)),
+    ]
+    env = _env(dead_bootstrap, "logs.application", service)
+    with _serving(command, app_dir, env, tmp_path / "uvicorn.log") as server:
+        server.wait_serving(f"http://127.0.0.1:{port}/health")
+        for n in range(20):
+            _get(f"http://127.0.0.1:{port}/orders/o-{n}", {"X-Request-ID": f"down-{n}"})
+        shutdown = server.stop()
+        output = server.output
+    print(f"\nuvicorn, broker down: shutdown {shutdown:.2f}s\n{output[-2000:]}")
+    assert server.process.returncode == 0, output
+    # Nothing could be delivered, and each process says so (the parent and both workers).
+    reports = [line for line in output.splitlines() if NOT_DELIVERED in line]
+    assert len(reports) >= 3, output
+    assert all(f"service {service}" in line for line in reports), reports
+    assert shutdown < SHUTDOWN_BOUND, output

@@ -465,3 +465,49 @@ def test_child_spool_takes_another_name_and_leaves_nothing_when_empty(tmp_path: 
     with Spool(tmp_path) as spool:  # the earlier one's records are still adopted
         assert _drain(spool) == _records(2, "earlier")
         assert list(tmp_path.iterdir()) == [tmp_path / ".lock"]
+
+
+def _modes(directory: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mode & 0o777 for p in directory.iterdir() if p.is_file()}
+
+
+def test_files_are_the_owners_only_whatever_the_umask(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    old = os.umask(0)  # a permissive umask must not widen anything
+    try:
+        spool = Spool(directory, segment_bytes=200)
+        _fill(spool, _records(30))  # several segments
+        spool.prepend(_records(2, tag="p"))  # a prepended segment
+        spool.commit(len(spool.read(5)))  # the cursor file
+        modes = _modes(directory)
+        child = Spool.for_child(directory)
+        _fill(child, _records(3))
+        child_dir = child.directory
+        child_modes = _modes(child_dir)
+        child.close()
+        spool.close()
+    finally:
+        os.umask(old)
+    assert directory.stat().st_mode & 0o777 == 0o700
+    assert child_dir.stat().st_mode & 0o777 == 0o700
+    assert {".lock", "cursor"} <= modes.keys()
+    assert len(modes) >= 4
+    assert set(modes.values()) == {0o600}, modes
+    assert set(child_modes.values()) == {0o600}, child_modes
+
+
+def test_a_wider_existing_directory_is_named_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    directory.chmod(0o755)
+    Spool(directory).close()
+    Spool(directory).close()
+    err = capsys.readouterr().err
+    assert err.count(f"spool directory {directory} has mode 755") == 1
+    assert f"(pid {os.getpid()})\n" in err
+    assert directory.stat().st_mode & 0o777 == 0o755  # left to its owner
+    quiet = tmp_path / "private"
+    Spool(quiet).close()
+    assert capsys.readouterr().err == ""

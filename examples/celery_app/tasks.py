@@ -12,9 +12,10 @@ Two signal handlers are the whole recipe:
 
 * ``setup_logging``: configure ``logging`` yourself (here with ``dictConfig``), so Celery
   leaves the root logger alone; the pool's children inherit the handler.
-* ``worker_process_shutdown``: a pool child ends with ``os._exit``, which skips every
-  exit hook; billiard sends this signal in the child just before, so the child delivers
-  what it still holds (``close_all`` waits at most ``timeout`` seconds).
+* ``worker_process_shutdown`` (optional): a pool child ends with ``os._exit``, which
+  skips every exit hook; Celery sends this signal in the child just before. The library
+  connects its own receiver (``close_all`` within the exit timeout); this one only picks
+  another ``timeout``.
 
 See ``docs/celery.md``.
 """

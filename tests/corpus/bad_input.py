@@ -227,6 +227,36 @@ class Mute:
         raise RuntimeError("no repr")
 
 
+class Lazy:
+    """Django's ``SimpleLazyObject`` whose loader fails (``request.user``): every proxied
+    attribute raises, ``__class__`` included, so ``isinstance()`` on it raises too."""
+
+    @property  # type: ignore[misc]  # mypy: __class__ is not meant to be a property
+    def __class__(self) -> type:
+        raise RuntimeError("loader failed")
+
+    def __str__(self) -> str:
+        raise RuntimeError("loader failed")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("loader failed")
+
+    def __len__(self) -> int:
+        raise RuntimeError("loader failed")
+
+
+def _lazy_everywhere() -> dict[str, Any]:
+    return {
+        "user": Lazy(),
+        "nested": {"user": Lazy(), "password": "hunter2"},
+        "items": [Lazy(), 1],
+        "trace_id": Lazy(),
+        "span_id": Lazy(),
+        "category": Lazy(),
+        "logger": Lazy(),
+    }
+
+
 class NotAString:
     def __str__(self) -> str:
         return 5  # type: ignore[return-value]  # noqa: PLE0307  # str() raises TypeError
@@ -348,6 +378,9 @@ def _exc_info_unprintable(logger: logging.Logger) -> None:
 _HANDLER: Final[frozenset[Path]] = frozenset({"handler"})
 _BIG_TEXT: Final = "".join(f"{n:07d} " for n in range(_HUGE // 8))  # never one repeated char
 _EMOJI: Final = "\U0001f600" * (_HUGE // 4)
+#: 10 MB: decoding all of it held the logging call for about two seconds (issue 12).
+_TEN_MB: Final = 10_000_000
+_LAZY: Final = "<unprintable Lazy>"
 
 
 CASES: Final[tuple[Case, ...]] = (
@@ -411,6 +444,28 @@ CASES: Final[tuple[Case, ...]] = (
         Outcome.AS_IS,
         {"metadata/value": "<unprintable NotAString>"},
         fields=lambda: {"value": NotAString()},
+    ),
+    Case(
+        "lazy_object_raising_on_class_str_repr_len",
+        Outcome.AS_IS,
+        {
+            "metadata/user": _LAZY,
+            "metadata/nested/user": _LAZY,
+            "metadata/nested/password": "[REDACTED]",
+            "metadata/items": [_LAZY, 1],
+            "metadata/trace_id": _LAZY,  # not a valid id: kept in metadata
+            "metadata/span_id": _LAZY,
+            "trace_id": ABSENT,
+            "metadata/category": _LAZY,  # cannot name a topic: the default topic
+            "metadata/logger": _LAZY,
+        },
+        fields=_lazy_everywhere,
+    ),
+    Case(
+        "lazy_object_as_message",
+        Outcome.AS_IS,
+        {"message": _LAZY, "handler:metadata/format_error": "RuntimeError: loader failed"},
+        message=Lazy(),
     ),
     Case(
         "str_returns_lone_surrogate",
@@ -807,6 +862,18 @@ CASES: Final[tuple[Case, ...]] = (
         Outcome.TRUNCATED,
         {"metadata/truncated/dropped": _number(0), "metadata/k00000": ABSENT},
         fields=lambda: {f"k{n:05d}": "x" * 20 for n in range(_HUGE // 30)},
+    ),
+    Case(
+        "huge_invalid_utf8_bytes",
+        Outcome.TRUNCATED,
+        {"metadata/value": _startswith("\\xff\\xfe" * 8), "metadata/small": "kept"},
+        fields=lambda: {"value": b"\xff\xfe" * (_TEN_MB // 2), "small": "kept"},
+    ),
+    Case(
+        "huge_lone_surrogates",
+        Outcome.REPAIRED_TRUNCATED,
+        {"metadata/value": _startswith("\ufffdx" * 8), "metadata/small": "kept"},
+        fields=lambda: {"value": "\udc80x" * (_TEN_MB // 2), "small": "kept"},
     ),
     Case(
         "huge_with_lone_surrogate",
