@@ -259,6 +259,24 @@ def format_utc(moment: datetime) -> str:
 # -- the steps of normalize ---------------------------------------------------------------
 
 _NATIVE_KEYS: Final = frozenset(ENTRY_FIELDS)
+#: The date, time and dot of the last time text WRITTEN_TIME_PATTERN accepted.
+_checked_second = ""
+
+
+def _written_time(text: str) -> bool:
+    """``WRITTEN_TIME_PATTERN.fullmatch(text)``, with the pattern run once per second.
+
+    Consecutive events mostly share their second, i.e. their first 20 characters; after the
+    pattern accepted those once, the rest is three ASCII digits and ``Z`` (as
+    ``_event._other_time`` does for the producer)."""
+    global _checked_second
+    if text[:20] == _checked_second and text[23:] == "Z":
+        digits = text[20:23]
+        return digits.isascii() and digits.isdigit()
+    if WRITTEN_TIME_PATTERN.fullmatch(text):
+        _checked_second = text[:20]
+        return True
+    return False
 
 
 def _native(value: Any) -> dict[str, Any] | None:
@@ -287,7 +305,7 @@ def _native(value: Any) -> dict[str, Any] | None:
         or not message
         or level not in LEVEL_SET
         or "kafka" in metadata
-        or not WRITTEN_TIME_PATTERN.fullmatch(time)
+        or not _written_time(time)
         or not service
         or service != service.strip()
         or (

@@ -11,7 +11,7 @@ import pytest
 from logtide_server import entry_problem
 
 from logtide_kafka import _ingest
-from logtide_kafka._contract import replace_forbidden_json
+from logtide_kafka._contract import WRITTEN_TIME_PATTERN, replace_forbidden_json
 from logtide_kafka._event import encode_event, make_event
 from logtide_kafka._ingest import (
     Source,
@@ -489,6 +489,13 @@ FAST_PATH_CASES: list[tuple[bytes, bool]] = [
     (orjson.dumps({**NATIVE, "time": "2025-11-25T10:30:03.214+02:00"}), False),
     (orjson.dumps({**NATIVE, "time": "2025-02-30T08:30:03.214Z"}), False),
     (orjson.dumps({**NATIVE, "time": 1_700_000_000}), False),
+    # After NATIVE's second was checked: the same second with other milliseconds, or not.
+    (orjson.dumps({**NATIVE, "time": "2025-11-25T08:30:03.999Z"}), True),
+    (orjson.dumps({**NATIVE, "time": "2025-11-25T08:30:03.2x4Z"}), False),
+    (orjson.dumps({**NATIVE, "time": "2025-11-25T08:30:03.\u0661\u0662\u0663Z"}), False),
+    (orjson.dumps({**NATIVE, "time": "2025-11-25T08:30:03.2144Z"}), False),
+    (orjson.dumps({**NATIVE, "time": "2025-11-25T08:30:03.21Z"}), False),
+    (orjson.dumps({**NATIVE, "time": "2025-11-25T08:30:03.214z"}), False),
     (orjson.dumps({**NATIVE, "message": ""}), False),
     (orjson.dumps({**NATIVE, "message": 12}), False),
     (orjson.dumps({**NATIVE, "message": {"a": 1}}), False),
@@ -556,3 +563,31 @@ def test_the_fast_path_gives_what_the_full_steps_give(
         assert quick[3] is False
         assert validate_entry(quick[0]) is None
         assert quick[0]["metadata"]["kafka"] == KAFKA
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-11-25T08:30:03.214Z",
+        "2025-11-25T08:30:03.000Z",
+        "2025-11-25T08:30:03.2x4Z",
+        "2025-11-25T08:30:03.\u0661\u0662\u0663Z",
+        "2025-11-25T08:30:03.2144Z",
+        "2025-11-25T08:30:03.21Z",
+        "2025-11-25T08:30:03.214z",
+        "2025-11-25T08:30:03.214",
+        "2025-11-25T08:30:04.214Z",
+        "2025-02-29T08:30:03.214Z",
+        "2024-02-29T08:30:03.214Z",
+        "",
+    ],
+)
+def test_the_time_check_per_second_is_the_pattern(text: str) -> None:
+    expected = WRITTEN_TIME_PATTERN.fullmatch(text) is not None
+    for primed in (
+        "2025-11-25T08:30:03.214Z",
+        "2024-02-29T08:30:03.214Z",
+        "2026-01-01T00:00:00.000Z",
+    ):
+        assert _ingest._written_time(primed)  # the cache now holds this second
+        assert _ingest._written_time(text) is expected
