@@ -711,10 +711,8 @@ class LogProducer:
                     self._spooling = True
             with self._lock:
                 self._spooled += kept
-                lost = len(returned) - kept
-                if lost:
-                    self._dropped["spool_full"] = self._dropped.get("spool_full", 0) + lost
-                    self._failed += lost
+                # Enqueued once, so not "dropped" (never enqueued): they failed.
+                self._failed += len(returned) - kept
 
     def _warn_drops(self, *, force: bool = False) -> None:
         """One stderr line per ``warn_interval`` at most, with the drops since the last."""

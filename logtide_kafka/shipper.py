@@ -37,8 +37,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from logtide_kafka._contract import MAX_BATCH, MAX_BODY_BYTES, QUOTA_CODE
 from logtide_kafka._dedupe import RecentIds

@@ -213,3 +213,22 @@ def _consume_all(bootstrap: str, topic: str, total: int) -> list[tuple[str, int]
                 seen.add(value["metadata"]["seq"])
     consumer.close()
     return received
+
+
+def test_events_the_spool_cannot_take_back_at_close_count_as_failed_not_dropped(
+    dead_bootstrap: str,
+    service: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # They were enqueued once: "dropped" means never enqueued nor spooled.
+    policy = DeliveryPolicy(on_full="spool", spool_dir=str(tmp_path))
+    producer = LogProducer(
+        resolve_config(dead_bootstrap, {"queue.buffering.max.messages": 10}), policy
+    )
+    for seq in range(10):
+        assert producer.send("logs.application", b"k", _event(service, seq))
+    monkeypatch.setattr(Spool, "prepend", lambda self, records: 0)  # a disk that refuses
+    assert producer.close(0.5) == 10
+    stats = producer.stats()
+    assert (stats.enqueued, stats.failed, stats.dropped, stats.dropped_by) == (10, 10, 0, {})

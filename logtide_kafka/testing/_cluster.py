@@ -23,8 +23,7 @@ from types import TracebackType
 from typing import Final, Literal
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from logtide_kafka.testing._dist import KAFKA_VERSION, kafka_classpath
 from logtide_kafka.testing._security import (
