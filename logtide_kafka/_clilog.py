@@ -17,6 +17,8 @@ from typing import Final
 
 import orjson
 
+from logtide_kafka._redact import REDACTED
+
 __all__ = ["LOG_FORMATS", "LOG_LEVELS", "cli_logging"]
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
@@ -26,7 +28,6 @@ ROOT: Final = "logtide_kafka"
 #: only at ``--log-level debug``, since they would bury the one-line error those commands
 #: print.  The shipper's client lines (``logtide_kafka.shipper.kafka``) always show.
 _CLIENT_CHATTER: Final = "logtide_kafka.client"
-_REDACTED: Final = "[REDACTED]"
 
 
 def _iso(created: float) -> str:
@@ -64,7 +65,7 @@ def scrubber(secrets: Sequence[str]) -> Callable[[str], str]:
 
     def scrub(text: str) -> str:
         for secret in ordered:
-            text = text.replace(secret, _REDACTED)
+            text = text.replace(secret, REDACTED)
         return text
 
     return scrub

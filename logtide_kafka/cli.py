@@ -38,11 +38,20 @@ from logtide_kafka._clilog import LOG_FORMATS, LOG_LEVELS, cli_logging, scrubber
 from logtide_kafka._contract import LEVELS
 from logtide_kafka._event import normalize_level
 from logtide_kafka._metrics import DEFAULT_METRICS_HOST
+from logtide_kafka._redact import REDACTED
 from logtide_kafka._routing import DEFAULT_TOPIC, TOPICS
-from logtide_kafka.lag import LagError, measure, render_json, render_prometheus, render_table
-from logtide_kafka.producer import CLIENT_LOGGER
+from logtide_kafka.lag import (
+    DEFAULT_GROUP,
+    LagError,
+    measure,
+    render_json,
+    render_prometheus,
+    render_table,
+)
+from logtide_kafka.producer import CLIENT_LOGGER, DEFAULT_BOOTSTRAP
 from logtide_kafka.topics import (
     DEFAULT_LAYOUT,
+    DLQ_TOPIC,
     LayoutError,
     TopicsError,
     admin_client,
@@ -54,7 +63,6 @@ from logtide_kafka.topics import plan as make_plan
 __all__ = ["build_parser", "main"]
 
 PROG: Final = "logtide-kafka"
-DEFAULT_BROKERS: Final = "localhost:9092"
 #: Exit codes: success, a command that ran and failed (event not delivered), and
 #: everything that kept it from running (bad arguments, unreachable cluster, missing file).
 EXIT_OK: Final = 0
@@ -78,7 +86,7 @@ def _brokers(args: argparse.Namespace) -> str:
         args.brokers
         or client.get("bootstrap.servers")
         or os.environ.get("KAFKA_BROKERS")
-        or DEFAULT_BROKERS
+        or DEFAULT_BOOTSTRAP
     )
 
 
@@ -209,7 +217,7 @@ def _cmd_ship(args: argparse.Namespace) -> int:
     if not api_url:
         raise CliError("no LogTide API URL: set LOGTIDE_API_URL or pass --api-url")
     if not api_url.startswith(("http://", "https://")):
-        shown = api_url.replace(api_key, "[REDACTED]") if api_key else api_url
+        shown = api_url.replace(api_key, REDACTED) if api_key else api_url
         raise CliError(f"the LogTide API URL must start with http:// or https://: {shown}")
     if not api_key:
         raise CliError("no LogTide API key: set LOGTIDE_API_KEY (or pass --api-key)")
@@ -244,7 +252,7 @@ def _cmd_ship(args: argparse.Namespace) -> int:
         return int(run_shipper(config))
     except (ValueError, OSError, KafkaException) as exc:
         # Whatever the shipper put in the message, the key stays out of the output.
-        raise CliError(str(exc).replace(api_key, "[REDACTED]")) from exc
+        raise CliError(str(exc).replace(api_key, REDACTED)) from exc
 
 
 # -- lag ------------------------------------------------------------------------------------------
@@ -256,7 +264,7 @@ def _cmd_lag(args: argparse.Namespace) -> int:
     try:
         report = measure(
             admin,
-            args.group or ["logtide-ingest"],
+            args.group or [DEFAULT_GROUP],
             topics=args.topic or (),
             window=args.window,
             metrics_url=args.metrics_url,
@@ -449,7 +457,7 @@ def _connection_options() -> _Parser:
     common.add_argument(
         "--brokers",
         metavar="HOST:PORT[,...]",
-        help=f"bootstrap servers (default: $KAFKA_BROKERS, else {DEFAULT_BROKERS})",
+        help=f"bootstrap servers (default: $KAFKA_BROKERS, else {DEFAULT_BOOTSTRAP})",
     )
     common.add_argument(
         "--timeout",
@@ -535,11 +543,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="LogTide API key (default: $LOGTIDE_API_KEY; prefer the variable, since "
         "command lines are visible to other users)",
     )
-    ship.add_argument("--group", help="consumer group (default: logtide-ingest)")
+    ship.add_argument("--group", help=f"consumer group (default: {DEFAULT_GROUP})")
     ship.add_argument(
         "--topic", action="append", help="topic to consume, '^regex' allowed (repeatable)"
     )
-    ship.add_argument("--dlq-topic", help="dead-letter topic (default: logs.dlq)")
+    ship.add_argument("--dlq-topic", help=f"dead-letter topic (default: {DLQ_TOPIC})")
     ship.add_argument("--batch-max-events", type=_count, metavar="N")
     ship.add_argument("--batch-max-bytes", type=_count, metavar="BYTES")
     ship.add_argument("--batch-max-wait", type=_positive, metavar="SECONDS")
@@ -558,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lag = command("lag", _cmd_lag, "consumer-group lag and pipeline health")
     lag.add_argument(
-        "--group", action="append", help="consumer group (repeatable; default: logtide-ingest)"
+        "--group", action="append", help=f"consumer group (repeatable; default: {DEFAULT_GROUP})"
     )
     lag.add_argument(
         "--topic", action="append", help="measure every partition of this topic (repeatable)"

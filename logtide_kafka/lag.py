@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.admin._listoffsets import OffsetSpec
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 __all__ = [
     "DEFAULT_GROUP",

@@ -57,6 +57,8 @@ from logtide_kafka._logtide_client import (
 )
 from logtide_kafka._metrics import DEFAULT_METRICS_HOST, MetricsServer, ShipperMetrics
 from logtide_kafka._redact import REDACTED
+from logtide_kafka.lag import DEFAULT_GROUP
+from logtide_kafka.topics import DLQ_TOPIC
 
 __all__ = [
     "EXIT_ERROR",
@@ -116,9 +118,9 @@ class ShipperConfig:
     brokers: str
     api_url: str
     api_key: str = field(repr=False)
-    group: str = "logtide-ingest"
+    group: str = DEFAULT_GROUP
     topics: tuple[str, ...] = ("logs.application", "logs.infrastructure", "logs.security")
-    dlq_topic: str = "logs.dlq"
+    dlq_topic: str = DLQ_TOPIC
     batch_max_events: int = 1000
     batch_max_bytes: int = 5_000_000
     batch_max_wait: float = 1.0

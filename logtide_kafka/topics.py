@@ -25,12 +25,19 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
-from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
-from confluent_kafka.admin._resource import ResourceType
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
 
 __all__ = [
     "DEFAULT_LAYOUT",
+    "DLQ_TOPIC",
     "Change",
     "Layout",
     "LayoutError",
@@ -43,6 +50,8 @@ __all__ = [
     "plan",
 ]
 
+#: Where the shipper writes the events LogTide refused.
+DLQ_TOPIC: Final = "logs.dlq"
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 24 * HOUR_MS
 GIB: Final = 1024**3
@@ -164,7 +173,7 @@ DEFAULT_LAYOUT: Final = Layout(
         _spec("logs.infrastructure", 6, 3, _lz4(DAY_MS)),
         _spec("logs.security", 6, 3, _lz4(7 * DAY_MS)),
         # Events LogTide refused: kept a week so someone can look at them and replay.
-        _spec("logs.dlq", 3, 3, _lz4(7 * DAY_MS)),
+        _spec(DLQ_TOPIC, 3, 3, _lz4(7 * DAY_MS)),
     )
 )
 

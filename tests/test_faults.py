@@ -30,7 +30,7 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin._metadata import PartitionMetadata
+from confluent_kafka.admin import PartitionMetadata
 from logtide_server import LogTideServer
 
 from logtide_kafka import KafkaHandler
