@@ -7,7 +7,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-latency bench-shipper kafka clean
+.PHONY: demo test test-pythons lint typecheck unit bench bench-latency bench-shipper kafka clean
+
+# The other CPythons the package supports, where installed (on PATH, or under pyenv, whose
+# shims for a version that is not selected fail): `make test` runs the broker-free tests
+# on each, in a venv of its own.
+OTHER_VERSIONS := 3.12 3.13
+OTHER_PYTHONS = $(shell for v in $(OTHER_VERSIONS); do \
+	for p in "$$(command -v python$$v)" $(HOME)/.pyenv/versions/$$v.*/bin/python$$v; do \
+	  [ -x "$$p" ] && "$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; \
+	done; done)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +28,26 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
-## Everything CI runs: lint, strict types, the whole test suite against real Kafka.
+## Everything CI runs: lint, strict types, the broker-free tests on the other supported
+## Pythons, and the whole test suite against real Kafka.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(MAKE) test-pythons
 	$(BIN)/python -m pytest
+
+## The tests that need no broker, on every other supported Python that is installed.
+test-pythons:
+	@for py in $(OTHER_PYTHONS); do \
+	  v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  echo "== Python $$v ($$py): the tests that need no broker"; \
+	  if [ ! .venv-$$v/.installed -nt pyproject.toml ]; then \
+	    $$py -m venv .venv-$$v && .venv-$$v/bin/python -m pip install --quiet -e '.[dev]' \
+	      && touch .venv-$$v/.installed || exit 1; \
+	  fi; \
+	  .venv-$$v/bin/python -m pytest -q -m 'not kafka' || exit 1; \
+	done; [ -n "$(OTHER_PYTHONS)" ] || echo "== no other supported Python installed"
 
 ## Only the tests that need no broker.
 unit: $(STAMP)
@@ -47,4 +70,4 @@ kafka: $(STAMP)
 	$(BIN)/python -m logtide_kafka.testing
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache *.egg-info

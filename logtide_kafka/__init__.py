@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from logtide_kafka._batch import send_logs
 from logtide_kafka._direct import configure, flush, send_log, stats
+from logtide_kafka._policy import FsyncPolicy, OnFull
 from logtide_kafka._publish import PublishOptions
 from logtide_kafka._redact import DEFAULT_REDACT_KEYS, REDACTED
 from logtide_kafka._routing import CATEGORIES, DEFAULT_TOPIC, TOPICS
@@ -38,8 +39,10 @@ __all__ = [
     "REDACTED",
     "TOPICS",
     "DeliveryPolicy",
+    "FsyncPolicy",
     "KafkaHandler",
     "LogProducer",
+    "OnFull",
     "ProducerStats",
     "PublishOptions",
     "__version__",

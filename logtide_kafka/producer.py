@@ -51,10 +51,12 @@ from logtide_kafka._threads import start_daemon
 __all__ = [
     "DEFAULT_CONFIG",
     "DEFAULT_EXIT_TIMEOUT",
+    "EXIT_TIMEOUT_ENV",
     "DeliveryPolicy",
     "LogProducer",
     "ProducerStats",
     "close_all",
+    "exit_timeout",
     "flush_all",
     "get_producer",
     "resolve_config",
