@@ -10,8 +10,8 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test test-pythons lint typecheck unit bench bench-latency bench-shipper kafka clean
 
 # The other CPythons the package supports, where installed (on PATH, or under pyenv, whose
-# shims for a version that is not selected fail): `make test` runs the broker-free tests
-# on each, in a venv of its own.
+# shims for a version that is not selected fail): `make test-pythons` runs the broker-free
+# tests on each, in a venv of its own.
 OTHER_VERSIONS := 3.12 3.13
 OTHER_PYTHONS = $(shell for v in $(OTHER_VERSIONS); do \
 	for p in "$$(command -v python$$v)" $(HOME)/.pyenv/versions/$$v.*/bin/python$$v; do \
@@ -28,13 +28,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
-## Everything CI runs: lint, strict types, the broker-free tests on the other supported
-## Pythons, and the whole test suite against real Kafka.
+## Everything CI runs: lint, strict types, the whole test suite against real Kafka.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(MAKE) test-pythons
 	$(BIN)/python -m pytest
 
 ## The tests that need no broker, on every other supported Python that is installed.
