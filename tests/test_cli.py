@@ -597,21 +597,6 @@ def test_the_metrics_endpoint_listens_on_ipv6_when_asked() -> None:
 # -- ship speaks: a subprocess against a real broker and a LogTide ---------------------------
 
 
-def _real_logtide() -> str:
-    """The real LogTide's URL (``LOGTIDE_API_URL``), or skip saying why."""
-    url = os.environ.get("LOGTIDE_API_URL")
-    if not url:
-        pytest.skip("no real LogTide: LOGTIDE_API_URL is not set (../shared/logtide/up.sh)")
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.hostname not in {"127.0.0.1", "localhost"}:
-        pytest.skip(f"LOGTIDE_API_URL {url} is not on this machine")
-    try:
-        socket.create_connection((parsed.hostname, parsed.port or 80), timeout=2).close()
-    except OSError as exc:
-        pytest.skip(f"the real LogTide at {url} is not reachable: {exc}")
-    return url
-
-
 def _events_on(kafka_bootstrap: str, topic: str, service: str, count: int) -> None:
     logtide_kafka.configure(kafka_bootstrap, topic=topic)
     for seq in range(count):
@@ -627,13 +612,20 @@ def _ship_args(kafka_bootstrap: str, topic: str, url: str) -> list[str]:
 
 @pytest.mark.parametrize("sink", ["real-logtide", "test-server"])
 @pytest.mark.parametrize("log_format", ["text", "json"])
-def test_ship_with_a_wrong_key_says_so_on_stderr(
-    kafka_bootstrap: str, topic: str, service: str, sink: str, log_format: str
+def test_ship_with_a_wrong_key_says_so_on_stderr(  # noqa: PLR0917
+    request: pytest.FixtureRequest,
+    kafka_bootstrap: str,
+    topic: str,
+    service: str,
+    sink: str,
+    log_format: str,
 ) -> None:
+    # The shared fixture: skipped without a LogTide, a failure under LOGTIDE_REQUIRED=1.
+    real = request.getfixturevalue("logtide") if sink == "real-logtide" else None
     _events_on(kafka_bootstrap, topic, service, 3)
     wrong = f"lp_wrong_{uuid.uuid4().hex}"
     with LogTideServer(api_key="the-right-key") as server:
-        url = _real_logtide() if sink == "real-logtide" else server.url
+        url = real.api_url if real is not None else server.url
         args = _ship_args(kafka_bootstrap, topic, url)
         result = _cli(*args, "--log-format", log_format, LOGTIDE_API_KEY=wrong)
     assert result.returncode == 2, result.stderr
