@@ -37,6 +37,7 @@ from logtide_kafka._clientconfig import ClientConfig, ConfigError, load_client_c
 from logtide_kafka._clilog import LOG_FORMATS, LOG_LEVELS, cli_logging, scrubber
 from logtide_kafka._contract import LEVELS
 from logtide_kafka._event import normalize_level
+from logtide_kafka._exitcodes import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from logtide_kafka._metrics import DEFAULT_METRICS_HOST
 from logtide_kafka._redact import REDACTED
 from logtide_kafka._routing import DEFAULT_TOPIC, TOPICS
@@ -63,11 +64,6 @@ from logtide_kafka.topics import plan as make_plan
 __all__ = ["build_parser", "main"]
 
 PROG: Final = "logtide-kafka"
-#: Exit codes: success, a command that ran and failed (event not delivered), and
-#: everything that kept it from running (bad arguments, unreachable cluster, missing file).
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_ERROR: Final = 2
 LEVEL_ORDER: Final = LEVELS
 _COLORS: Final = {"debug": "2", "info": "32", "warn": "33", "error": "31", "critical": "1;31"}
 _MAX_VALUE: Final = 80
@@ -369,7 +365,7 @@ def _compact(value: Any) -> str:
     return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 1] + "…"
 
 
-def format_event(event: dict[str, Any], *, color: bool = False) -> str:
+def _format_event(event: dict[str, Any], *, color: bool = False) -> str:
     """One readable line: time, level, service, message, then ``key=value`` metadata."""
     level = str(event.get("level", "?"))
     shown = f"{level.upper():<8}"
@@ -428,7 +424,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
                 line = (
                     raw.decode("utf-8", "replace")
                     if args.json
-                    else format_event(event, color=color)
+                    else _format_event(event, color=color)
                 )
             print(line, flush=True)
             shown += 1
@@ -449,7 +445,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_CANNOT_RUN, f"{self.prog}: error: {message}\n")
 
 
 def _connection_options() -> _Parser:
@@ -625,7 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.client_errors = []
     except ConfigError as exc:
         print(f"{PROG} {name}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_CANNOT_RUN
     secrets = [*args.client.secrets(), *_api_keys(args)]
     scrub = scrubber(secrets)
     run: Callable[[argparse.Namespace], int] = args.run
@@ -637,12 +633,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KafkaException as exc:
             error = _kafka_error(args, exc)
         except KeyboardInterrupt:
-            return 130
+            return EXIT_INTERRUPTED
         except BrokenPipeError:  # output piped into `head`: stop quietly, like other tools
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_OK
     print(f"{PROG} {name}: error: {scrub(error)}", file=sys.stderr)
-    return EXIT_ERROR
+    return EXIT_CANNOT_RUN
 
 
 def _api_keys(args: argparse.Namespace) -> list[str]:

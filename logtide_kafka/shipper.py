@@ -39,6 +39,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from logtide_kafka import _exitcodes
 from logtide_kafka._contract import MAX_BATCH, MAX_BODY_BYTES, QUOTA_CODE
 from logtide_kafka._dedupe import RecentIds
 from logtide_kafka._delivery import Fatal, Health, Poster
@@ -70,11 +71,12 @@ __all__ = [
     "run_shipper",
 ]
 
-#: ``run`` return codes: stopped cleanly; failed unexpectedly; stopped by a fatal answer
-#: from LogTide (bad key, exhausted quota, wrong URL) that retrying cannot fix.
-EXIT_OK: Final = 0
-EXIT_ERROR: Final = 1
-EXIT_FATAL: Final = 2
+#: ``run`` return codes (the CLI's, from ``_exitcodes``): stopped cleanly; failed
+#: unexpectedly; stopped by a fatal answer from LogTide (bad key, exhausted quota, wrong URL)
+#: that retrying cannot fix.
+EXIT_OK: Final = _exitcodes.EXIT_OK
+EXIT_ERROR: Final = _exitcodes.EXIT_FAILED
+EXIT_FATAL: Final = _exitcodes.EXIT_CANNOT_RUN
 
 #: Batches in flight at once by default: measured in docs/benchmarks.md.
 DEFAULT_CONCURRENCY: Final = 4
