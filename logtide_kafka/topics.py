@@ -476,44 +476,11 @@ def apply(admin: AdminClient, plan: Plan, *, timeout: float = 30.0) -> list[Chan
     only, every other key untouched).  Raises :class:`TopicsError` naming every refused
     change; its ``applied`` holds the ones that succeeded.
     """
-    futures: list[tuple[Change, Any]] = []
-    creates = [c for c in plan.changes if c.kind == "create"]
-    if creates:
-        topics = [
-            NewTopic(c.topic, c.partitions, c.replication_factor, config=dict(c.config))
-            for c in creates
-        ]
-        results = admin.create_topics(topics, operation_timeout=timeout, request_timeout=timeout)
-        futures += [(c, results[c.topic]) for c in creates]
-    alters = [c for c in plan.changes if c.kind == "alter"]
-    if alters:
-        resources = [
-            ConfigResource(
-                ResourceType.TOPIC,
-                c.topic,
-                incremental_configs=[
-                    ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
-                    for key, value in c.config.items()
-                ],
-            )
-            for c in alters
-        ]
-        by_name = {
-            resource.name: future
-            for resource, future in admin.incremental_alter_configs(
-                resources, request_timeout=timeout
-            ).items()
-        }
-        futures += [(c, by_name[c.topic]) for c in alters]
-    grows = [c for c in plan.changes if c.kind == "add_partitions"]
-    if grows:
-        results = admin.create_partitions(
-            [NewPartitions(c.topic, c.partitions) for c in grows],
-            operation_timeout=timeout,
-            request_timeout=timeout,
-        )
-        futures += [(c, results[c.topic]) for c in grows]
-
+    futures = [
+        *_create(admin, [c for c in plan.changes if c.kind == "create"], timeout),
+        *_alter(admin, [c for c in plan.changes if c.kind == "alter"], timeout),
+        *_grow(admin, [c for c in plan.changes if c.kind == "add_partitions"], timeout),
+    ]
     applied: list[Change] = []
     failures: list[str] = []
     for change, future in futures:
@@ -530,6 +497,54 @@ def apply(admin: AdminClient, plan: Plan, *, timeout: float = 30.0) -> list[Chan
     if failures:
         raise TopicsError("the cluster refused: " + "; ".join(failures), applied)
     return applied
+
+
+def _create(admin: AdminClient, creates: list[Change], timeout: float) -> list[tuple[Change, Any]]:
+    """Ask for the new topics, with their configs; each change with its future."""
+    if not creates:
+        return []
+    topics = [
+        NewTopic(c.topic, c.partitions, c.replication_factor, config=dict(c.config))
+        for c in creates
+    ]
+    results = admin.create_topics(topics, operation_timeout=timeout, request_timeout=timeout)
+    return [(c, results[c.topic]) for c in creates]
+
+
+def _alter(admin: AdminClient, alters: list[Change], timeout: float) -> list[tuple[Change, Any]]:
+    """Ask to ``SET`` the configs that differ (every other key untouched)."""
+    if not alters:
+        return []
+    resources = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            c.topic,
+            incremental_configs=[
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                for key, value in c.config.items()
+            ],
+        )
+        for c in alters
+    ]
+    by_name = {
+        resource.name: future
+        for resource, future in admin.incremental_alter_configs(
+            resources, request_timeout=timeout
+        ).items()
+    }
+    return [(c, by_name[c.topic]) for c in alters]
+
+
+def _grow(admin: AdminClient, grows: list[Change], timeout: float) -> list[tuple[Change, Any]]:
+    """Ask for the partitions to add."""
+    if not grows:
+        return []
+    results = admin.create_partitions(
+        [NewPartitions(c.topic, c.partitions) for c in grows],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    return [(c, results[c.topic]) for c in grows]
 
 
 def _wait_for_partitions(admin: AdminClient, changes: list[Change], timeout: float) -> None:
