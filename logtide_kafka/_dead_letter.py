@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from logtide_kafka._delivery import Item
 from logtide_kafka._logtide_client import backoff
 from logtide_kafka._metrics import ShipperMetrics
+from logtide_kafka._shipper_log import SHIPPER_LOG as _log
 
 __all__ = ["MAX_DLQ_VALUE", "DeadLetters", "ensure_topic", "envelope"]
 
@@ -26,8 +27,6 @@ __all__ = ["MAX_DLQ_VALUE", "DeadLetters", "ensure_topic", "envelope"]
 MAX_DLQ_VALUE: Final = 512 * 1024
 # How much longer than a request a flush of the dead-letter producer may take.
 _FLUSH_MARGIN: Final = 35.0
-
-_log = logging.getLogger("logtide_kafka.shipper")
 
 
 class DeadLetters:

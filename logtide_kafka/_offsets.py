@@ -10,7 +10,6 @@ written to the dead-letter topic), never past it: a crash re-sends, never loses
 from __future__ import annotations
 
 import collections
-import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,13 +17,12 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from logtide_kafka._delivery import Item
 from logtide_kafka._metrics import ShipperMetrics
+from logtide_kafka._shipper_log import SHIPPER_LOG as _log
 
 __all__ = ["Offsets", "PartitionKey"]
 
 #: ``(topic, partition)``.
 PartitionKey = tuple[str, int]
-
-_log = logging.getLogger("logtide_kafka.shipper")
 
 
 class Offsets:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -21,6 +20,7 @@ from logtide_kafka._delivery import Item
 from logtide_kafka._ingest import Source, Unshippable, body_size, encode_entry, normalize
 from logtide_kafka._metrics import ShipperMetrics
 from logtide_kafka._offsets import Offsets, PartitionKey
+from logtide_kafka._shipper_log import SHIPPER_LOG as _log
 
 __all__ = ["KEEPALIVE", "POLL_SLICE", "Reader"]
 
@@ -33,8 +33,6 @@ KEEPALIVE: Final = 2.0
 _CONSUME_MAX: Final = 500
 # Source(...) without the named tuple's own __new__ (a Python function): one per message.
 _new_source: Final = functools.partial(tuple.__new__, Source)
-
-_log = logging.getLogger("logtide_kafka.shipper")
 
 
 class Reader:

@@ -15,7 +15,6 @@ Needs the ``ship`` extra (httpx); nothing else in ``logtide_kafka`` imports this
 from __future__ import annotations
 
 import concurrent.futures
-import logging
 import re
 import signal
 import threading
@@ -39,6 +38,8 @@ from logtide_kafka._metrics import DEFAULT_METRICS_HOST, MetricsServer, ShipperM
 from logtide_kafka._offsets import Offsets
 from logtide_kafka._reader import POLL_SLICE, Reader
 from logtide_kafka._redact import REDACTED
+from logtide_kafka._shipper_log import KAFKA_LOG
+from logtide_kafka._shipper_log import SHIPPER_LOG as _log
 from logtide_kafka.lag import DEFAULT_GROUP
 from logtide_kafka.topics import DLQ_TOPIC
 
@@ -62,8 +63,6 @@ EXIT_FATAL: Final = _exitcodes.EXIT_CANNOT_RUN
 #: Batches in flight at once by default: measured in docs/benchmarks.md.
 DEFAULT_CONCURRENCY: Final = 4
 
-_log = logging.getLogger("logtide_kafka.shipper")
-_kafka_log = logging.getLogger("logtide_kafka.shipper.kafka")
 
 # Keys that only make sense for a consumer; the rest of consumer_config (security,
 # addresses…) is given to the dead-letter producer and the admin client too.
@@ -235,8 +234,8 @@ class Shipper:
             if not _CONSUMER_ONLY.fullmatch(key)
         }
         shared["bootstrap.servers"] = config.brokers
-        ensure_topic(shared, config.dlq_topic, _kafka_log)
-        self._dead_letters.open(shared, _kafka_log)
+        ensure_topic(shared, config.dlq_topic, KAFKA_LOG)
+        self._dead_letters.open(shared, KAFKA_LOG)
         self._client = LogTideClient(
             config.api_url,
             config.api_key,
@@ -263,7 +262,7 @@ class Shipper:
                 "group.id": config.group,
                 "enable.auto.commit": False,
                 "on_commit": self._offsets.on_commit,
-                "logger": _kafka_log,
+                "logger": KAFKA_LOG,
             }
         )
         self._offsets.consumer = self._reader.consumer = self._consumer
