@@ -38,6 +38,7 @@ from logtide_kafka._metrics import DEFAULT_METRICS_HOST, MetricsServer, ShipperM
 from logtide_kafka._offsets import Offsets
 from logtide_kafka._reader import POLL_SLICE, Reader
 from logtide_kafka._redact import REDACTED
+from logtide_kafka._routing import TOPICS
 from logtide_kafka._shipper_log import KAFKA_LOG
 from logtide_kafka._shipper_log import SHIPPER_LOG as _log
 from logtide_kafka.lag import DEFAULT_GROUP
@@ -92,7 +93,7 @@ class ShipperConfig:
     api_url: str
     api_key: str = field(repr=False)
     group: str = DEFAULT_GROUP
-    topics: tuple[str, ...] = ("logs.application", "logs.infrastructure", "logs.security")
+    topics: tuple[str, ...] = TOPICS
     dlq_topic: str = DLQ_TOPIC
     batch_max_events: int = 1000
     batch_max_bytes: int = 5_000_000
