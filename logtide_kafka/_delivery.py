@@ -21,7 +21,6 @@ several threads at once) and commits what comes back done.  The rule for poison 
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import threading
@@ -34,6 +33,7 @@ from logtide_kafka._contract import MAX_BATCH
 from logtide_kafka._ingest import Source, encode_body
 from logtide_kafka._logtide_client import Kind, LogTideClient, Outcome, retry_delay
 from logtide_kafka._metrics import ShipperMetrics
+from logtide_kafka._shipper_log import SHIPPER_LOG as _log
 
 __all__ = ["POISON_ATTEMPTS", "SPLIT_AFTER", "Fatal", "Health", "Item", "Poster"]
 
@@ -45,8 +45,6 @@ POISON_ATTEMPTS: Final = 4
 #: A retry streak is reported again each time its failed attempts double, and at least this
 #: often (seconds).
 STREAK_REPORT_EVERY: Final = 300.0
-
-_log = logging.getLogger("logtide_kafka.shipper")
 
 
 class Fatal(Exception):

@@ -49,8 +49,8 @@ __all__ = [
     "encode_body",
     "format_utc",
     "normalize",
-    "normalize_level",
     "parse_time",
+    "to_logtide_level",
     "validate_entry",
 ]
 
@@ -194,12 +194,14 @@ def body_size(entry_sizes: int, count: int) -> int:
     return 11 + entry_sizes + max(0, count - 1)
 
 
-def normalize_level(level: object) -> str | None:
+def to_logtide_level(level: object) -> str | None:
     """A LogTide level for a level name or number, None when it cannot be mapped.
 
     Names are case-insensitive with the usual aliases (``WARNING``, ``fatal``, ``err``…).
     Integers 0-7 are syslog severities (0 emergency … 7 debug); from 10 up, Python logging
     levels rounded down (``40`` error, ``50`` critical).  Numeric strings count as numbers.
+    Not the producer's ``_event.normalize_level``: that one reads every number as a Python
+    level and answers ``info`` (marked unknown) where this one answers None.
     """
     if isinstance(level, str):
         text = level.strip().lower()
@@ -404,7 +406,7 @@ def _take_level(fields: dict[str, Any], moved: dict[str, Any]) -> str:
     if key is None:
         return "info"
     value = fields.pop(key)
-    level = normalize_level(value)
+    level = to_logtide_level(value)
     if level is None:
         moved["original_level"] = value
         return "info"

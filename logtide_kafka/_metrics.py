@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import orjson
 
+from logtide_kafka import _prometheus as prometheus
 from logtide_kafka._threads import start_daemon
 
 __all__ = ["COUNTERS", "DEFAULT_METRICS_HOST", "GAUGES", "MetricsServer", "ShipperMetrics"]
@@ -85,10 +86,6 @@ class ShipperMetrics:
             self._last_error = clean
             self._last_error_at = time.time()
 
-    def get(self, name: str) -> int:
-        with self._lock:
-            return self._counts[name]
-
     def snapshot(self) -> dict[str, Any]:
         """Every counter, ``error_rate``, ``last_error``, ``started_at`` and ``uptime_s``.
 
@@ -135,7 +132,7 @@ class ShipperMetrics:
         for name, help_text, value in gauges:
             metric = f"logtide_shipper_{name}"
             lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
-            lines.append(f"{metric} {_number(value)}")
+            lines.append(f"{metric} {prometheus.number(value)}")
         return "\n".join(lines) + "\n"
 
 
@@ -201,7 +198,3 @@ def _handler(metrics: ShipperMetrics) -> type[http.server.BaseHTTPRequestHandler
 
 def _iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-
-
-def _number(value: object) -> str:
-    return repr(float(value)) if isinstance(value, float) else str(value)

@@ -6,11 +6,13 @@ longest configured logger-name prefix, the event's level, then the default topic
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 from logtide_kafka._event import is_a, normalize_level
+from logtide_kafka._topic_name import ILLEGAL_TOPIC_CHAR as _ILLEGAL
+from logtide_kafka._topic_name import LEGAL_TOPIC as _LEGAL
+from logtide_kafka._topic_name import MAX_TOPIC_LENGTH as _MAX_TOPIC_LEN
 
 __all__ = ["CATEGORIES", "DEFAULT_TOPIC", "TOPICS", "TOPIC_PREFIX", "Router", "category_topic"]
 
@@ -23,9 +25,6 @@ DEFAULT_TOPIC: Final = "logs.application"
 #: Replaced, in the default topic, by the event's service name: ``logs.{service}``.
 SERVICE_PLACEHOLDER: Final = "{service}"
 
-_MAX_TOPIC_LEN: Final = 249  # Kafka's own limit
-_LEGAL: Final = re.compile(r"[A-Za-z0-9._-]+")
-_ILLEGAL: Final = re.compile(r"[^A-Za-z0-9._-]")
 # Routing decisions are cached by (service, logger, level); bounded, since logger names
 # and services can be made up at run time.
 _MAX_CACHED: Final = 4096

@@ -37,6 +37,7 @@ from logtide_kafka._clientconfig import ClientConfig, ConfigError, load_client_c
 from logtide_kafka._clilog import LOG_FORMATS, LOG_LEVELS, cli_logging, scrubber
 from logtide_kafka._contract import LEVELS
 from logtide_kafka._event import normalize_level
+from logtide_kafka._exitcodes import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from logtide_kafka._metrics import DEFAULT_METRICS_HOST
 from logtide_kafka._redact import REDACTED
 from logtide_kafka._routing import DEFAULT_TOPIC, TOPICS
@@ -63,11 +64,6 @@ from logtide_kafka.topics import plan as make_plan
 __all__ = ["build_parser", "main"]
 
 PROG: Final = "logtide-kafka"
-#: Exit codes: success, a command that ran and failed (event not delivered), and
-#: everything that kept it from running (bad arguments, unreachable cluster, missing file).
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_ERROR: Final = 2
 LEVEL_ORDER: Final = LEVELS
 _COLORS: Final = {"debug": "2", "info": "32", "warn": "33", "error": "31", "critical": "1;31"}
 _MAX_VALUE: Final = 80
@@ -208,6 +204,30 @@ def _cmd_topics_apply(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_topics_arguments(commands: Any, common: argparse.ArgumentParser) -> None:
+    """``topics`` and its one action, ``apply``."""
+    topics = commands.add_parser(
+        "topics", help="manage the logs.* topic layout", description="Manage the topic layout."
+    )
+    topic_commands = topics.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
+    apply = topic_commands.add_parser(
+        "apply",
+        parents=[common],
+        help="create missing topics, fix drifted configs, add partitions",
+        description="Create missing topics, set configs that differ and add partitions, so "
+        "the cluster matches the layout. Never deletes anything; a replication factor "
+        "that differs is reported, not changed.",
+    )
+    apply.set_defaults(run=_cmd_topics_apply)
+    apply.add_argument("--file", metavar="LAYOUT.toml", help="layout file (default: built in)")
+    apply.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    apply.add_argument(
+        "--cap-replication",
+        action="store_true",
+        help="cap replication factors at the number of brokers (development clusters)",
+    )
+
+
 # -- ship -----------------------------------------------------------------------------------------
 
 
@@ -255,6 +275,35 @@ def _cmd_ship(args: argparse.Namespace) -> int:
         raise CliError(str(exc).replace(api_key, REDACTED)) from exc
 
 
+def _add_ship_arguments(ship: argparse.ArgumentParser) -> None:
+    ship.add_argument("--api-url", help="LogTide base URL (default: $LOGTIDE_API_URL)")
+    ship.add_argument(
+        "--api-key",
+        help="LogTide API key (default: $LOGTIDE_API_KEY; prefer the variable, since "
+        "command lines are visible to other users)",
+    )
+    ship.add_argument("--group", help=f"consumer group (default: {DEFAULT_GROUP})")
+    ship.add_argument(
+        "--topic", action="append", help="topic to consume, '^regex' allowed (repeatable)"
+    )
+    ship.add_argument("--dlq-topic", help=f"dead-letter topic (default: {DLQ_TOPIC})")
+    ship.add_argument("--batch-max-events", type=_count, metavar="N")
+    ship.add_argument("--batch-max-bytes", type=_count, metavar="BYTES")
+    ship.add_argument("--batch-max-wait", type=_positive, metavar="SECONDS")
+    ship.add_argument("--request-timeout", type=_positive, metavar="SECONDS")
+    ship.add_argument("--max-backoff", type=_positive, metavar="SECONDS")
+    ship.add_argument(
+        "--concurrency", type=_count, metavar="N", help="batches posted to LogTide at once"
+    )
+    ship.add_argument("--metrics-port", type=int, metavar="PORT", help="serve metrics here")
+    ship.add_argument(
+        "--metrics-host",
+        metavar="ADDRESS",
+        help=f"the address the metrics endpoint listens on (default: {DEFAULT_METRICS_HOST}, "
+        "every interface; 127.0.0.1 keeps it local)",
+    )
+
+
 # -- lag ------------------------------------------------------------------------------------------
 
 
@@ -279,6 +328,30 @@ def _cmd_lag(args: argparse.Namespace) -> int:
     else:
         print(render_table(report))
     return report.exit_code
+
+
+def _add_lag_arguments(lag: argparse.ArgumentParser) -> None:
+    lag.add_argument(
+        "--group", action="append", help=f"consumer group (repeatable; default: {DEFAULT_GROUP})"
+    )
+    lag.add_argument(
+        "--topic", action="append", help="measure every partition of this topic (repeatable)"
+    )
+    lag.add_argument(
+        "--window",
+        type=_non_negative,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between the two samples for throughput; 0 skips it (default: 10)",
+    )
+    lag.add_argument(
+        "--metrics-url",
+        metavar="URL",
+        help="the shipper's metrics JSON, for its error rate (e.g. http://host:9464/metrics.json)",
+    )
+    output = lag.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON")
+    output.add_argument("--prometheus", action="store_true", help="print Prometheus text format")
 
 
 # -- send -----------------------------------------------------------------------------------------
@@ -314,6 +387,21 @@ def _cmd_send(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_FAILED
+
+
+def _add_send_arguments(send: argparse.ArgumentParser) -> None:
+    send.add_argument("--topic", default=DEFAULT_TOPIC, help=f"(default: {DEFAULT_TOPIC})")
+    send.add_argument("--service", default="logtide-kafka-cli", help="(default: logtide-kafka-cli)")
+    send.add_argument("--level", type=_level, default="info", help="(default: info)")
+    send.add_argument("--message", default="logtide-kafka test event")
+    send.add_argument(
+        "--field",
+        type=_field,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a metadata field; VALUE is parsed as JSON when it can be (repeatable)",
+    )
 
 
 # -- tail -----------------------------------------------------------------------------------------
@@ -369,7 +457,7 @@ def _compact(value: Any) -> str:
     return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 1] + "…"
 
 
-def format_event(event: dict[str, Any], *, color: bool = False) -> str:
+def _format_event(event: dict[str, Any], *, color: bool = False) -> str:
     """One readable line: time, level, service, message, then ``key=value`` metadata."""
     level = str(event.get("level", "?"))
     shown = f"{level.upper():<8}"
@@ -428,7 +516,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
                 line = (
                     raw.decode("utf-8", "replace")
                     if args.json
-                    else format_event(event, color=color)
+                    else _format_event(event, color=color)
                 )
             print(line, flush=True)
             shown += 1
@@ -441,6 +529,19 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_tail_arguments(tail: argparse.ArgumentParser) -> None:
+    tail.add_argument(
+        "--topic",
+        action="append",
+        help="topic, or '^regex' (repeatable; default: " + ", ".join(TOPICS) + ")",
+    )
+    tail.add_argument("--service", action="append", help="only this service (repeatable)")
+    tail.add_argument("--level", type=_level, help="only this level and above")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest event")
+    tail.add_argument("--max", type=_count, metavar="N", help="stop after N events")
+    tail.add_argument("--json", action="store_true", help="print each event's raw JSON")
+
+
 # -- the parser -----------------------------------------------------------------------------------
 
 
@@ -449,7 +550,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_CANNOT_RUN, f"{self.prog}: error: {message}\n")
 
 
 def _connection_options() -> _Parser:
@@ -500,118 +601,40 @@ def _connection_options() -> _Parser:
     return common
 
 
+#: Every command but ``topics``: name, what runs it, its help line, its own arguments.
+_COMMANDS: Final[
+    tuple[
+        tuple[
+            str,
+            Callable[[argparse.Namespace], int],
+            str,
+            Callable[[argparse.ArgumentParser], None],
+        ],
+        ...,
+    ]
+] = (
+    (
+        "ship",
+        _cmd_ship,
+        "consume the log topics and post the events to LogTide",
+        _add_ship_arguments,
+    ),
+    ("lag", _cmd_lag, "consumer-group lag and pipeline health", _add_lag_arguments),
+    ("send", _cmd_send, "send one test event and wait for its delivery", _add_send_arguments),
+    ("tail", _cmd_tail, "follow events, one readable line each", _add_tail_arguments),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``logtide-kafka`` argument parser (each subcommand sets ``run``)."""
     common = _connection_options()
     parser = _Parser(prog=PROG, description="Kafka tooling for the LogTide log pipeline.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def command(
-        name: str, run: Callable[[argparse.Namespace], int], help_text: str, **kwargs: Any
-    ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(
-            name, help=help_text, description=help_text, parents=[common], **kwargs
-        )
+    _add_topics_arguments(commands, common)
+    for name, run, help_text, add_arguments in _COMMANDS:
+        sub = commands.add_parser(name, help=help_text, description=help_text, parents=[common])
         sub.set_defaults(run=run)
-        return sub
-
-    topics = commands.add_parser(
-        "topics", help="manage the logs.* topic layout", description="Manage the topic layout."
-    )
-    topic_commands = topics.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
-    apply = topic_commands.add_parser(
-        "apply",
-        parents=[common],
-        help="create missing topics, fix drifted configs, add partitions",
-        description="Create missing topics, set configs that differ and add partitions, so "
-        "the cluster matches the layout. Never deletes anything; a replication factor "
-        "that differs is reported, not changed.",
-    )
-    apply.set_defaults(run=_cmd_topics_apply)
-    apply.add_argument("--file", metavar="LAYOUT.toml", help="layout file (default: built in)")
-    apply.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
-    apply.add_argument(
-        "--cap-replication",
-        action="store_true",
-        help="cap replication factors at the number of brokers (development clusters)",
-    )
-
-    ship = command("ship", _cmd_ship, "consume the log topics and post the events to LogTide")
-    ship.add_argument("--api-url", help="LogTide base URL (default: $LOGTIDE_API_URL)")
-    ship.add_argument(
-        "--api-key",
-        help="LogTide API key (default: $LOGTIDE_API_KEY; prefer the variable, since "
-        "command lines are visible to other users)",
-    )
-    ship.add_argument("--group", help=f"consumer group (default: {DEFAULT_GROUP})")
-    ship.add_argument(
-        "--topic", action="append", help="topic to consume, '^regex' allowed (repeatable)"
-    )
-    ship.add_argument("--dlq-topic", help=f"dead-letter topic (default: {DLQ_TOPIC})")
-    ship.add_argument("--batch-max-events", type=_count, metavar="N")
-    ship.add_argument("--batch-max-bytes", type=_count, metavar="BYTES")
-    ship.add_argument("--batch-max-wait", type=_positive, metavar="SECONDS")
-    ship.add_argument("--request-timeout", type=_positive, metavar="SECONDS")
-    ship.add_argument("--max-backoff", type=_positive, metavar="SECONDS")
-    ship.add_argument(
-        "--concurrency", type=_count, metavar="N", help="batches posted to LogTide at once"
-    )
-    ship.add_argument("--metrics-port", type=int, metavar="PORT", help="serve metrics here")
-    ship.add_argument(
-        "--metrics-host",
-        metavar="ADDRESS",
-        help=f"the address the metrics endpoint listens on (default: {DEFAULT_METRICS_HOST}, "
-        "every interface; 127.0.0.1 keeps it local)",
-    )
-
-    lag = command("lag", _cmd_lag, "consumer-group lag and pipeline health")
-    lag.add_argument(
-        "--group", action="append", help=f"consumer group (repeatable; default: {DEFAULT_GROUP})"
-    )
-    lag.add_argument(
-        "--topic", action="append", help="measure every partition of this topic (repeatable)"
-    )
-    lag.add_argument(
-        "--window",
-        type=_non_negative,
-        default=10.0,
-        metavar="SECONDS",
-        help="seconds between the two samples for throughput; 0 skips it (default: 10)",
-    )
-    lag.add_argument(
-        "--metrics-url",
-        metavar="URL",
-        help="the shipper's metrics JSON, for its error rate (e.g. http://host:9464/metrics.json)",
-    )
-    output = lag.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="print JSON")
-    output.add_argument("--prometheus", action="store_true", help="print Prometheus text format")
-
-    send = command("send", _cmd_send, "send one test event and wait for its delivery")
-    send.add_argument("--topic", default=DEFAULT_TOPIC, help=f"(default: {DEFAULT_TOPIC})")
-    send.add_argument("--service", default="logtide-kafka-cli", help="(default: logtide-kafka-cli)")
-    send.add_argument("--level", type=_level, default="info", help="(default: info)")
-    send.add_argument("--message", default="logtide-kafka test event")
-    send.add_argument(
-        "--field",
-        type=_field,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a metadata field; VALUE is parsed as JSON when it can be (repeatable)",
-    )
-
-    tail = command("tail", _cmd_tail, "follow events, one readable line each")
-    tail.add_argument(
-        "--topic",
-        action="append",
-        help="topic, or '^regex' (repeatable; default: " + ", ".join(TOPICS) + ")",
-    )
-    tail.add_argument("--service", action="append", help="only this service (repeatable)")
-    tail.add_argument("--level", type=_level, help="only this level and above")
-    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest event")
-    tail.add_argument("--max", type=_count, metavar="N", help="stop after N events")
-    tail.add_argument("--json", action="store_true", help="print each event's raw JSON")
+        add_arguments(sub)
     return parser
 
 
@@ -625,7 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.client_errors = []
     except ConfigError as exc:
         print(f"{PROG} {name}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_CANNOT_RUN
     secrets = [*args.client.secrets(), *_api_keys(args)]
     scrub = scrubber(secrets)
     run: Callable[[argparse.Namespace], int] = args.run
@@ -637,12 +660,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KafkaException as exc:
             error = _kafka_error(args, exc)
         except KeyboardInterrupt:
-            return 130
+            return EXIT_INTERRUPTED
         except BrokenPipeError:  # output piped into `head`: stop quietly, like other tools
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_OK
     print(f"{PROG} {name}: error: {scrub(error)}", file=sys.stderr)
-    return EXIT_ERROR
+    return EXIT_CANNOT_RUN
 
 
 def _api_keys(args: argparse.Namespace) -> list[str]:

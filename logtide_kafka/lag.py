@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +31,8 @@ from typing import Any, Final
 
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from logtide_kafka import _prometheus as prometheus
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -454,21 +455,6 @@ def render_json(report: HealthReport) -> str:
     return json.dumps(report.to_dict(), indent=2)
 
 
-def _label(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
-
-
-def _labels(labels: Mapping[str, str]) -> str:
-    return "{" + ",".join(f"{k}={_label(v)}" for k, v in labels.items()) + "}"
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(int(value)) if float(value).is_integer() else repr(float(value))
-
-
 def render_prometheus(report: HealthReport) -> str:
     """The report in the Prometheus text exposition format (gauges only)."""
     families: dict[str, tuple[str, list[str]]] = {}
@@ -476,7 +462,7 @@ def render_prometheus(report: HealthReport) -> str:
     def add(name: str, help_text: str, labels: Mapping[str, str], value: float) -> None:
         metric = f"logtide_kafka_{name}"
         families.setdefault(metric, (help_text, []))[1].append(
-            f"{metric}{_labels(labels) if labels else ''} {_number(value)}"
+            f"{metric}{prometheus.labels(labels) if labels else ''} {prometheus.number(value)}"
         )
 
     for g in report.groups:

@@ -1,62 +1,46 @@
 """Ship log events from Kafka into LogTide, at least once (``logtide-kafka ship``).
 
-A consumer group reads the log topics, turns every message into a LogTide entry
-(``_ingest.normalize``), hands batches to a few posting threads (``_delivery.Poster``: retries,
-bisection, poison entries, through ``_logtide_client``) and commits a partition's offsets
-only up to its first message not yet accepted by LogTide or written to the dead-letter
-topic.  A crash therefore re-sends, never loses: see ``docs/shipper.md``.
+:class:`Shipper` runs the rooms below on a consumer group and owns their lifecycle: the
+main loop hands each batch from ``_reader.Reader`` (consuming, converting with
+``_ingest.normalize``, batching) to a few posting threads, where ``_delivery.Poster`` posts
+it through ``_logtide_client`` (retries, bisection, poison entries) and
+``_dead_letter.DeadLetters`` writes what LogTide refused; ``_offsets.Offsets`` commits a
+partition only up to its first message not yet accepted or dead-lettered, and keeps that
+straight across rebalances.  A crash therefore re-sends, never loses: see
+``docs/shipper.md``.
 
 Needs the ``ship`` extra (httpx); nothing else in ``logtide_kafka`` imports this module.
 """
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
-import functools
-import logging
-import random
 import re
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Final
 
 import httpx
-import orjson
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, TopicPartition
 
+from logtide_kafka import _exitcodes
 from logtide_kafka._contract import MAX_BATCH, MAX_BODY_BYTES, QUOTA_CODE
-from logtide_kafka._dedupe import RecentIds
+from logtide_kafka._dead_letter import DeadLetters, ensure_topic
 from logtide_kafka._delivery import Fatal, Health, Poster
 from logtide_kafka._delivery import Item as _Item
-from logtide_kafka._ingest import (
-    Source,
-    Unshippable,
-    body_size,
-    encode_entry,
-    normalize,
-)
-from logtide_kafka._logtide_client import (
-    LogTideClient,
-    backoff,
-    ingest_url,
-)
+from logtide_kafka._logtide_client import LogTideClient, ingest_url
 from logtide_kafka._metrics import DEFAULT_METRICS_HOST, MetricsServer, ShipperMetrics
+from logtide_kafka._offsets import Offsets
+from logtide_kafka._reader import POLL_SLICE, Reader
 from logtide_kafka._redact import REDACTED
+from logtide_kafka._routing import TOPICS
+from logtide_kafka._shipper_log import KAFKA_LOG
+from logtide_kafka._shipper_log import SHIPPER_LOG as _log
 from logtide_kafka.lag import DEFAULT_GROUP
 from logtide_kafka.topics import DLQ_TOPIC
 
@@ -70,25 +54,17 @@ __all__ = [
     "run_shipper",
 ]
 
-#: ``run`` return codes: stopped cleanly; failed unexpectedly; stopped by a fatal answer
-#: from LogTide (bad key, exhausted quota, wrong URL) that retrying cannot fix.
-EXIT_OK: Final = 0
-EXIT_ERROR: Final = 1
-EXIT_FATAL: Final = 2
+#: ``run`` return codes (the CLI's, from ``_exitcodes``): stopped cleanly; failed
+#: unexpectedly; stopped by a fatal answer from LogTide (bad key, exhausted quota, wrong URL)
+#: that retrying cannot fix.
+EXIT_OK: Final = _exitcodes.EXIT_OK
+EXIT_ERROR: Final = _exitcodes.EXIT_FAILED
+EXIT_FATAL: Final = _exitcodes.EXIT_CANNOT_RUN
 
 #: Batches in flight at once by default: measured in docs/benchmarks.md.
 DEFAULT_CONCURRENCY: Final = 4
 
-_log = logging.getLogger("logtide_kafka.shipper")
-_kafka_log = logging.getLogger("logtide_kafka.shipper.kafka")
 
-# The longest the main loop blocks in librdkafka, so stop() takes effect promptly.
-_POLL_SLICE: Final = 0.2
-# Every posting thread busy this long: the consumer is polled (paused) to stay in its
-# group; one request can take request_timeout, a retried batch much longer.
-_KEEPALIVE: Final = 2.0
-# A dead-lettered value is cut to this size, so the envelope fits Kafka's default 1 MB.
-_MAX_DLQ_VALUE: Final = 512 * 1024
 # Keys that only make sense for a consumer; the rest of consumer_config (security,
 # addresses…) is given to the dead-letter producer and the admin client too.
 _CONSUMER_ONLY: Final = re.compile(
@@ -98,8 +74,6 @@ _CONSUMER_ONLY: Final = re.compile(
     r"consume\..*|coordinator\..*"
 )
 _MAX_CONCURRENCY: Final = 64
-# Source(...) without the named tuple's own __new__ (a Python function): one per message.
-_new_source: Final = functools.partial(tuple.__new__, Source)
 _RESERVED: Final = frozenset({"bootstrap.servers", "group.id", "enable.auto.commit"})
 
 
@@ -119,7 +93,7 @@ class ShipperConfig:
     api_url: str
     api_key: str = field(repr=False)
     group: str = DEFAULT_GROUP
-    topics: tuple[str, ...] = ("logs.application", "logs.infrastructure", "logs.security")
+    topics: tuple[str, ...] = TOPICS
     dlq_topic: str = DLQ_TOPIC
     batch_max_events: int = 1000
     batch_max_bytes: int = 5_000_000
@@ -157,28 +131,33 @@ class Shipper:
         self._started = False
         self._fatal_error: str | None = None
         self._consumer: Any = None
-        self._producer: Any = None
         self._client: LogTideClient | None = None
         self._poster: Poster | None = None
         self._server: MetricsServer | None = None
-        # Consumed, not yet in a batch (read ahead, or polled while a batch was retried).
-        self._pending: collections.deque[_Item] = collections.deque()
-        self._batch: list[_Item] = []
+        self._offsets = Offsets(self._metrics, self._redact)
+        self._reader = Reader(
+            self._offsets,
+            self._metrics,
+            dlq_topic=config.dlq_topic,
+            batch_max_events=config.batch_max_events,
+            batch_max_bytes=config.batch_max_bytes,
+            batch_max_wait=config.batch_max_wait,
+            stopping=lambda: self._stopping,
+            redact=self._redact,
+        )
+        self._dead_letters = DeadLetters(
+            config.dlq_topic,
+            config.group,
+            self._metrics,
+            redact=self._redact,
+            max_backoff=config.max_backoff,
+            flush_timeout=config.request_timeout,
+            stopping=lambda: self._stopping,
+            sleep=self._sleep,
+        )
         # Batches handed to the posting threads, in submission order.
         self._inflight: dict[Future[None], list[_Item]] = {}
         self._pool: ThreadPoolExecutor | None = None
-        # Every consumed item of an owned partition not yet committed, in offset order.
-        self._track: dict[tuple[str, int], collections.deque[_Item]] = {}
-        self._commit_nothing = False
-        self._owned: set[tuple[str, int]] = set()
-        self._committed: dict[tuple[str, int], int] = {}
-        self._paused = False
-        self._repause = False
-        self._last_poll = time.monotonic()
-        self._warned: set[str] = set()
-        self._random = random.Random()
-        self._dlq_topic = config.dlq_topic
-        self._recent = RecentIds()  # event ids read lately: a replayed repeat is dropped
 
     # -- public surface ---------------------------------------------------------------------
 
@@ -199,13 +178,13 @@ class Shipper:
             self._loop()
             return EXIT_OK
         except Fatal as exc:
-            self._commit_nothing = True
+            self._offsets.freeze()
             self._fatal_error = self._redact(f"{exc}; nothing was committed")
             self._metrics.error(self._fatal_error)
             _log.error("stopped shipping: %s", self._fatal_error)
             return EXIT_FATAL
         except Exception as exc:
-            self._commit_nothing = True
+            self._offsets.freeze()
             text = self._redact(f"{type(exc).__name__}: {exc}")
             self._fatal_error = text
             self._metrics.error(text)
@@ -256,18 +235,8 @@ class Shipper:
             if not _CONSUMER_ONLY.fullmatch(key)
         }
         shared["bootstrap.servers"] = config.brokers
-        self._ensure_dlq_topic(shared)
-        self._producer = Producer(
-            {
-                "client.id": "logtide-shipper-dlq",
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "message.timeout.ms": 30_000,
-                **shared,
-                "logger": _kafka_log,
-            }
-        )
+        ensure_topic(shared, config.dlq_topic, KAFKA_LOG)
+        self._dead_letters.open(shared, KAFKA_LOG)
         self._client = LogTideClient(
             config.api_url,
             config.api_key,
@@ -293,32 +262,17 @@ class Shipper:
                 "bootstrap.servers": config.brokers,
                 "group.id": config.group,
                 "enable.auto.commit": False,
-                "on_commit": self._on_commit,
-                "logger": _kafka_log,
+                "on_commit": self._offsets.on_commit,
+                "logger": KAFKA_LOG,
             }
         )
+        self._offsets.consumer = self._reader.consumer = self._consumer
         self._consumer.subscribe(
             list(config.topics),
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-
-    def _ensure_dlq_topic(self, settings: Mapping[str, Any]) -> None:
-        """Create the dead-letter topic with the cluster's defaults when it is missing."""
-        admin = AdminClient(dict(settings), logger=_kafka_log)
-        topic = self.config.dlq_topic
-        try:
-            if topic in admin.list_topics(timeout=10).topics:
-                return
-            future = admin.create_topics([NewTopic(topic, -1, -1)], request_timeout=15)[topic]
-            future.result(timeout=20)
-            _log.info("created the dead-letter topic %s", topic)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                return
-            _log.warning("could not create the dead-letter topic %s: %s", topic, exc)
 
     def _close(self) -> None:
         self._stopping = True  # the posting threads give up waiting
@@ -329,15 +283,13 @@ class Shipper:
                     self._metrics.add("batches")
             self._inflight.clear()
             self._metrics.set_state(in_flight=0)
-        if self._consumer is not None and not self._commit_nothing:
-            self._commit_offsets(self._done_offsets(self._owned), asynchronous=False)
         if self._consumer is not None:
+            self._offsets.commit(asynchronous=False)  # a no-op after a fatal error
             try:
                 self._consumer.close()  # runs on_revoke: commits what the last batch delivered
             except Exception as exc:  # closing must not hide the run's own outcome
                 _log.warning("closing the consumer failed: %s", self._redact(str(exc)))
-        if self._producer is not None:
-            self._producer.flush(10)
+        self._dead_letters.close()
         if self._client is not None:
             self._client.close()
         if self._server is not None:
@@ -354,10 +306,7 @@ class Shipper:
             if len(self._inflight) >= self.config.concurrency:
                 self._await_slot()
                 continue
-            if self._paused:
-                self._resume()
-            self._collect()
-            batch, self._batch = self._batch, []
+            batch = self._reader.batch()
             if batch and not self._stopping:
                 self._inflight[self._pool.submit(self._work, batch)] = batch
                 self._metrics.set_state(in_flight=len(self._inflight))
@@ -365,12 +314,9 @@ class Shipper:
     def _await_slot(self) -> None:
         """Wait for a posting thread to finish, keeping the consumer in its group (paused)."""
         concurrent.futures.wait(
-            self._inflight, timeout=_POLL_SLICE, return_when=concurrent.futures.FIRST_COMPLETED
+            self._inflight, timeout=POLL_SLICE, return_when=concurrent.futures.FIRST_COMPLETED
         )
-        if time.monotonic() - self._last_poll > _KEEPALIVE:
-            if not self._paused:
-                self._pause()
-            self._poll(0)
+        self._reader.keepalive()
 
     def _reap(self) -> None:
         """Take in finished batches: raise a posting thread's error; commit what is done."""
@@ -384,7 +330,7 @@ class Shipper:
                 self._metrics.add("batches")
         if finished:
             self._metrics.set_state(in_flight=len(self._inflight))
-            self._commit_offsets(self._done_offsets(self._owned), asynchronous=True)
+            self._offsets.commit(asynchronous=True)
 
     def _work(self, batch: list[_Item]) -> None:
         """One batch, on a posting thread: post it, then dead-letter what LogTide refused."""
@@ -394,7 +340,7 @@ class Shipper:
             self._poster.deliver(sendable)
         dead = [item for item in batch if item.reason is not None and not item.done]
         if dead and not self._stopping:
-            self._dead_letter(dead)
+            self._dead_letters.write(dead)
 
     def _sleep(self, delay: float) -> None:
         """Sleep ``delay`` seconds on a posting thread, waking early on :meth:`stop`."""
@@ -405,302 +351,26 @@ class Shipper:
                 return
             time.sleep(min(remaining, 0.05))
 
-    # -- reading ---------------------------------------------------------------------------
-
-    def _collect(self) -> None:
-        """Fill ``_batch`` until it has enough events or bytes, its time is up, or stop."""
-        config = self.config
-        batch = self._batch
-        size = entries = 0
-        deadline: float | None = None
-        pending = self._pending
-        max_events, max_bytes = config.batch_max_events, config.batch_max_bytes
-        while not self._stopping:
-            if pending and deadline is None:
-                deadline = time.monotonic() + config.batch_max_wait
-            while pending and len(batch) < max_events:
-                payload = pending[0].payload
-                if payload is not None:
-                    grown = body_size(size + len(payload), entries + 1)
-                    if entries and grown > max_bytes:
-                        return  # full by size; the item starts the next batch
-                    size += len(payload)
-                    entries += 1
-                batch.append(pending.popleft())
-            now = time.monotonic()
-            if len(batch) >= config.batch_max_events or (deadline is not None and now >= deadline):
-                return
-            timeout = _POLL_SLICE if deadline is None else min(_POLL_SLICE, deadline - now)
-            wanted = min(500, config.batch_max_events - len(batch))
-            messages = self._consumer.consume(num_messages=wanted, timeout=timeout)
-            self._last_poll = time.monotonic()
-            self._accept(messages)
-            if not batch and not self._pending:
-                return  # nothing to read: let the main loop take in finished batches
-
-    def _accept(self, messages: Sequence[Message]) -> None:
-        """Turn consumed messages into pending items (or report consumer errors).
-
-        Runs for every message consumed, so the common case is one loop with its lookups
-        hoisted, and the counters reach the metrics (a lock) once per call."""
-        pending = self._pending
-        tracks = self._track
-        dlq_topic = self._dlq_topic
-        repeats = self._recent.repeats
-        consumed = normalized = 0
-        try:
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    self._consumer_error(error)
-                    continue
-                # Never None on a message without an error.
-                topic = message.topic() or ""
-                partition = message.partition() or 0
-                offset = message.offset() or 0
-                kind, stamp = message.timestamp()
-                source = _new_source(
-                    (topic, partition, offset, message.key(), stamp if kind else None)
-                )
-                raw = message.value()
-                if topic == dlq_topic:
-                    # A pattern subscription matched the dead-letter topic itself: shipping
-                    # its envelopes would dead-letter them again, forever.  Skipped, and
-                    # committed.
-                    self._warn_once("dlq", f"not shipping the dead-letter topic {topic}")
-                    item = _Item(source, raw, None, done=True)
-                else:
-                    consumed += 1
-                    if repeats(topic, partition, offset, message.headers()):
-                        self._metrics.add("duplicates_dropped")  # its first copy is shipped
-                        item = _Item(source, raw, None, done=True)
-                    else:
-                        try:
-                            entry, converted = normalize(raw, source)
-                        except Unshippable as exc:
-                            item = _Item(source, raw, None, exc.reason)
-                        else:
-                            normalized += converted
-                            item = _Item(source, raw, encode_entry(entry))
-                pending.append(item)
-                track = tracks.get((topic, partition))
-                if track is None:
-                    track = tracks[(topic, partition)] = collections.deque()
-                track.append(item)
-        finally:
-            if consumed:
-                self._metrics.add("messages_consumed", consumed)
-            if normalized:
-                self._metrics.add("normalized", normalized)
-
-    def _consumer_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            raise KafkaException(error)
-        if error.code() != KafkaError._PARTITION_EOF:
-            self._warn_once(error.str(), f"Kafka consumer: {error.str()}")
-
-    # -- shipping a batch ------------------------------------------------------------------
-
-    def _backoff(self, attempt: int) -> float:
-        return backoff(attempt, self.config.max_backoff, self._random)
-
-    # -- the dead-letter topic -------------------------------------------------------------
-
-    def _dead_letter(self, items: list[_Item]) -> None:
-        """Write ``items`` to the dead-letter topic, retrying until Kafka has them all."""
-        attempt = 0
-        while True:
-            items = [item for item in items if not item.abandoned and not item.done]
-            if not items:
-                return
-            failures: list[str] = []
-            for item in items:
-                self._produce_dead(item, failures)
-            left = self._producer.flush(self.config.request_timeout + 35)
-            if left:
-                failures.append(f"{left} message(s) still queued")
-            if not failures:
-                return
-            problem = self._redact(f"writing to {self.config.dlq_topic} failed: {failures[0]}")
-            self._metrics.error(problem)
-            if self._stopping:
-                _log.error("%s; stopping, those messages are left for the next run", problem)
-                return
-            delay = self._backoff(attempt)
-            _log.error("%s; retry in %.1f s", problem, delay)
-            self._metrics.add("retries")
-            self._sleep(delay)
-            attempt += 1
-
-    def _produce_dead(self, item: _Item, failures: list[str]) -> None:
-        def delivered(error: KafkaError | None, _message: Message) -> None:
-            if error is None:
-                item.done = True
-                self._metrics.add("dead_lettered")
-            else:
-                failures.append(error.str())
-
-        source = item.source
-        headers = [
-            ("logtide.dlq.reason", (item.reason or "")[:1000].encode()),
-            ("logtide.source.topic", source.topic.encode()),
-            ("logtide.source.partition", str(source.partition).encode()),
-            ("logtide.source.offset", str(source.offset).encode()),
-            ("logtide.dlq.group", self.config.group.encode()),
-        ]
-        try:
-            self._producer.produce(
-                self.config.dlq_topic,
-                value=self._envelope(item),
-                key=source.key,
-                headers=headers,
-                on_delivery=delivered,
-            )
-        except (BufferError, KafkaException) as exc:
-            failures.append(str(exc))
-        self._producer.poll(0)
-
-    def _envelope(self, item: _Item) -> bytes:
-        source = item.source
-        raw = item.raw
-        document: dict[str, Any] = {
-            "reason": item.reason,
-            "source": {
-                **source.coordinates(),
-                "timestamp": source.timestamp_ms,
-                "key": source.key.decode("utf-8", "backslashreplace") if source.key else None,
-            },
-            "group": self.config.group,
-            "failed_at": datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
-            "value": None,
-        }
-        if raw is not None:
-            document["value_size"] = len(raw)
-            cut = raw[:_MAX_DLQ_VALUE]
-            if len(cut) < len(raw):
-                document["value_truncated"] = True
-            try:
-                document["value"] = cut.decode()
-            except UnicodeDecodeError:
-                document["value"] = cut.decode("utf-8", "backslashreplace")
-                document["value_encoding"] = "backslashreplace"
-        if item.payload is not None and len(item.payload) <= _MAX_DLQ_VALUE:
-            document["entry"] = orjson.Fragment(item.payload)  # what LogTide was sent
-        return orjson.dumps(document)
-
-    # -- offsets ---------------------------------------------------------------------------
-
-    def _done_offsets(self, only: set[tuple[str, int]]) -> list[TopicPartition]:
-        """For each partition in ``only``: the offset after its unbroken run of done
-        messages (the first one not done stops it there), when that is new."""
-        offsets = []
-        for key in only:
-            track = self._track.get(key)
-            end = None
-            while track and track[0].done:
-                end = track.popleft().source.offset + 1
-            if end is not None and end > self._committed.get(key, -1):
-                offsets.append(TopicPartition(key[0], key[1], end))
-        return offsets
-
-    def _commit_offsets(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
-        """Commit ``offsets``: asynchronously while shipping (the result comes to
-        :meth:`_on_commit`), synchronously at revocation and shutdown."""
-        if not offsets:
-            return
-        for tp in offsets:  # committed or not, never asked again: a later offset follows
-            self._committed[(tp.topic, tp.partition)] = tp.offset
-        try:
-            self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
-        except KafkaException as exc:
-            self._commit_failed(exc)
-            return
-        if not asynchronous:
-            self._metrics.add("commits")
-
-    def _on_commit(self, error: KafkaError | None, _partitions: list[TopicPartition]) -> None:
-        """The result of an asynchronous commit (served by the consumer's poll)."""
-        if error is None:
-            self._metrics.add("commits")
-        elif error.code() != KafkaError._NO_OFFSET:
-            self._commit_failed(error.str())
-
-    def _commit_failed(self, error: object) -> None:
-        # Not fatal: those messages are shipped again by whoever owns them next.
-        self._metrics.add("commit_errors")
-        problem = self._redact(f"committing offsets failed: {error}")
-        self._metrics.error(problem)
-        _log.warning("%s (the messages may be shipped again)", problem)
-
-    # -- rebalances ------------------------------------------------------------------------
+    # -- rebalances (served by the consumer's poll, on its thread) ---------------------------
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
-        self._owned |= {(tp.topic, tp.partition) for tp in partitions}
-        for tp in partitions:
-            self._committed.pop((tp.topic, tp.partition), None)
-        self._repause = True
+        self._offsets.assigned(partitions)
+        self._reader.assigned()
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
-        revoked = {(tp.topic, tp.partition) for tp in partitions}
-        # Still ours for the length of this callback: commit what was delivered.  Batches
-        # of these partitions still in flight are abandoned: the next owner reads them again.
-        if not self._commit_nothing:
-            self._commit_offsets(self._done_offsets(revoked), asynchronous=False)
-        self._release(revoked)
+        # Batches of these partitions still in flight are abandoned: the next owner reads
+        # them again from what is committed here.
+        self._reader.forget(self._offsets.revoked(partitions))
 
     def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
-        self._release({(tp.topic, tp.partition) for tp in partitions})
-
-    def _release(self, partitions: set[tuple[str, int]]) -> None:
-        """Forget partitions that are no longer ours: their unfinished messages belong to
-        the next owner, which reads them again from the committed offset."""
-        self._metrics.add("rebalances")
-        for key in partitions:
-            for item in self._track.pop(key, ()):
-                if not item.done:
-                    item.abandoned = True
-        # In place: _collect holds on to the deque across the consume call that runs this.
-        kept = [item for item in self._pending if item.partition not in partitions]
-        self._pending.clear()
-        self._pending.extend(kept)
-        self._owned -= partitions
-        for key in partitions:
-            self._committed.pop(key, None)
-
-    # -- keeping the consumer alive while a batch waits ------------------------------------
-
-    def _poll(self, timeout: float) -> None:
-        message = self._consumer.poll(timeout)
-        self._last_poll = time.monotonic()
-        if message is not None:
-            # From a partition assigned since the pause: kept, for the next batch.
-            self._accept((message,))
-        if self._repause:
-            self._pause()
-
-    def _pause(self) -> None:
-        self._repause = False
-        assignment = self._consumer.assignment()
-        if assignment:
-            self._consumer.pause(assignment)
-        self._paused = True
-
-    def _resume(self) -> None:
-        assignment = self._consumer.assignment()
-        if assignment:
-            self._consumer.resume(assignment)
-        self._paused = False
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self._offsets.release(keys)
+        self._reader.forget(keys)
 
     # -- helpers ---------------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, REDACTED) if self._secret else text
-
-    def _warn_once(self, key: str, text: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            _log.warning("%s", self._redact(text))
-            self._metrics.error(self._redact(text))
 
 
 def run_shipper(config: ShipperConfig, *, handle_signals: bool = True) -> int:

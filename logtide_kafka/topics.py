@@ -35,6 +35,8 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from logtide_kafka._topic_name import LEGAL_TOPIC, MAX_TOPIC_LENGTH
+
 __all__ = [
     "DEFAULT_LAYOUT",
     "DLQ_TOPIC",
@@ -57,8 +59,6 @@ DAY_MS: Final = 24 * HOUR_MS
 GIB: Final = 1024**3
 MIN_INSYNC: Final = "min.insync.replicas"
 
-_MAX_TOPIC_LEN: Final = 249
-_LEGAL_TOPIC: Final = re.compile(r"[A-Za-z0-9._-]+")
 _DURATION: Final = re.compile(r"\s*(\d+)\s*(ms|s|m|h|d|w)\s*")
 _DURATION_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": HOUR_MS, "d": DAY_MS, "w": 7 * DAY_MS}
 _SIZE: Final = re.compile(r"\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)\s*")
@@ -101,9 +101,10 @@ class TopicSpec:
     config: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _LEGAL_TOPIC.fullmatch(self.name) or len(self.name) > _MAX_TOPIC_LEN:
+        if not LEGAL_TOPIC.fullmatch(self.name) or len(self.name) > MAX_TOPIC_LENGTH:
             raise LayoutError(f"{self.name!r} is not a legal topic name")
-        for what, count in (("partitions", self.partitions), ("replication_factor", self.rf)):
+        counts = (("partitions", self.partitions), ("replication_factor", self.replication_factor))
+        for what, count in counts:
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise LayoutError(f"{self.name}: {what} must be a positive integer, not {count!r}")
         config = dict(self.config)
@@ -111,17 +112,13 @@ class TopicSpec:
             if not isinstance(key, str) or not isinstance(value, str):
                 raise LayoutError(f"{self.name}: config {key!r} must map text to text")
         insync = _int_or_none(config.get(MIN_INSYNC))
-        if insync is not None and insync > self.rf:
+        if insync is not None and insync > self.replication_factor:
             raise LayoutError(
-                f"{self.name}: {MIN_INSYNC}={insync} exceeds the replication factor {self.rf}"
+                f"{self.name}: {MIN_INSYNC}={insync} exceeds the replication factor "
+                f"{self.replication_factor}"
             )
         # Frozen all the way down: a layout is shared, e.g. DEFAULT_LAYOUT.
         object.__setattr__(self, "config", MappingProxyType(config))
-
-    @property
-    def rf(self) -> int:
-        """The replication factor (short name)."""
-        return self.replication_factor
 
 
 @dataclass(frozen=True)
@@ -143,10 +140,6 @@ class Layout:
             if spec.name == name:
                 return spec
         raise KeyError(name)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(spec.name for spec in self.topics)
 
 
 def _spec(
@@ -346,15 +339,15 @@ def plan(
     specs: list[TopicSpec] = []
     for declared in layout.topics:
         spec = declared
-        if declared.rf > brokers and cap_replication:
+        if declared.replication_factor > brokers and cap_replication:
             spec = _capped(declared, brokers)
             insync = spec.config.get(MIN_INSYNC, "the broker default")
             warnings.append(
-                f"{spec.name}: replication factor capped from {declared.rf} to {spec.rf} "
-                f"({brokers} broker(s)), {MIN_INSYNC} {insync}"
+                f"{spec.name}: replication factor capped from {declared.replication_factor} "
+                f"to {spec.replication_factor} ({brokers} broker(s)), {MIN_INSYNC} {insync}"
             )
-        elif declared.rf > brokers and declared.name not in metadata.topics:
-            too_wide.append(f"{declared.name} (replication factor {declared.rf})")
+        elif declared.replication_factor > brokers and declared.name not in metadata.topics:
+            too_wide.append(f"{declared.name} (replication factor {declared.replication_factor})")
         specs.append(spec)
     if too_wide:
         raise TopicsError(
@@ -373,7 +366,10 @@ def plan(
     unchanged: list[str] = []
     for spec in specs:
         if spec.name not in existing:
-            changes.append(Change("create", spec.name, spec.partitions, spec.rf, dict(spec.config)))
+            config = dict(spec.config)
+            changes.append(
+                Change("create", spec.name, spec.partitions, spec.replication_factor, config)
+            )
             continue
         topic_changes = _diff(spec, existing[spec.name], current_configs[spec.name], warnings)
         changes.extend(topic_changes)
@@ -431,9 +427,10 @@ def _diff(
     changes: list[Change] = []
     partitions = len(metadata.partitions)
     rf = max((len(p.replicas) for p in metadata.partitions.values()), default=0)
-    if rf != spec.rf:
+    if rf != spec.replication_factor:
         warnings.append(
-            f"{spec.name}: replication factor is {rf}, the layout says {spec.rf}; "
+            f"{spec.name}: replication factor is {rf}, "
+            f"the layout says {spec.replication_factor}; "
             "not changed (that needs a partition reassignment)"
         )
     wanted: dict[str, str] = {}
@@ -479,44 +476,11 @@ def apply(admin: AdminClient, plan: Plan, *, timeout: float = 30.0) -> list[Chan
     only, every other key untouched).  Raises :class:`TopicsError` naming every refused
     change; its ``applied`` holds the ones that succeeded.
     """
-    futures: list[tuple[Change, Any]] = []
-    creates = [c for c in plan.changes if c.kind == "create"]
-    if creates:
-        topics = [
-            NewTopic(c.topic, c.partitions, c.replication_factor, config=dict(c.config))
-            for c in creates
-        ]
-        results = admin.create_topics(topics, operation_timeout=timeout, request_timeout=timeout)
-        futures += [(c, results[c.topic]) for c in creates]
-    alters = [c for c in plan.changes if c.kind == "alter"]
-    if alters:
-        resources = [
-            ConfigResource(
-                ResourceType.TOPIC,
-                c.topic,
-                incremental_configs=[
-                    ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
-                    for key, value in c.config.items()
-                ],
-            )
-            for c in alters
-        ]
-        by_name = {
-            resource.name: future
-            for resource, future in admin.incremental_alter_configs(
-                resources, request_timeout=timeout
-            ).items()
-        }
-        futures += [(c, by_name[c.topic]) for c in alters]
-    grows = [c for c in plan.changes if c.kind == "add_partitions"]
-    if grows:
-        results = admin.create_partitions(
-            [NewPartitions(c.topic, c.partitions) for c in grows],
-            operation_timeout=timeout,
-            request_timeout=timeout,
-        )
-        futures += [(c, results[c.topic]) for c in grows]
-
+    futures = [
+        *_create(admin, [c for c in plan.changes if c.kind == "create"], timeout),
+        *_alter(admin, [c for c in plan.changes if c.kind == "alter"], timeout),
+        *_grow(admin, [c for c in plan.changes if c.kind == "add_partitions"], timeout),
+    ]
     applied: list[Change] = []
     failures: list[str] = []
     for change, future in futures:
@@ -533,6 +497,54 @@ def apply(admin: AdminClient, plan: Plan, *, timeout: float = 30.0) -> list[Chan
     if failures:
         raise TopicsError("the cluster refused: " + "; ".join(failures), applied)
     return applied
+
+
+def _create(admin: AdminClient, creates: list[Change], timeout: float) -> list[tuple[Change, Any]]:
+    """Ask for the new topics, with their configs; each change with its future."""
+    if not creates:
+        return []
+    topics = [
+        NewTopic(c.topic, c.partitions, c.replication_factor, config=dict(c.config))
+        for c in creates
+    ]
+    results = admin.create_topics(topics, operation_timeout=timeout, request_timeout=timeout)
+    return [(c, results[c.topic]) for c in creates]
+
+
+def _alter(admin: AdminClient, alters: list[Change], timeout: float) -> list[tuple[Change, Any]]:
+    """Ask to ``SET`` the configs that differ (every other key untouched)."""
+    if not alters:
+        return []
+    resources = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            c.topic,
+            incremental_configs=[
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                for key, value in c.config.items()
+            ],
+        )
+        for c in alters
+    ]
+    by_name = {
+        resource.name: future
+        for resource, future in admin.incremental_alter_configs(
+            resources, request_timeout=timeout
+        ).items()
+    }
+    return [(c, by_name[c.topic]) for c in alters]
+
+
+def _grow(admin: AdminClient, grows: list[Change], timeout: float) -> list[tuple[Change, Any]]:
+    """Ask for the partitions to add."""
+    if not grows:
+        return []
+    results = admin.create_partitions(
+        [NewPartitions(c.topic, c.partitions) for c in grows],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    return [(c, results[c.topic]) for c in grows]
 
 
 def _wait_for_partitions(admin: AdminClient, changes: list[Change], timeout: float) -> None:

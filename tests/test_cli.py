@@ -24,7 +24,7 @@ from logtide_server import LogTideServer, quota_exceeded, server_error
 import logtide_kafka
 from logtide_kafka import shipper
 from logtide_kafka._metrics import MetricsServer, ShipperMetrics
-from logtide_kafka.cli import format_event, main
+from logtide_kafka.cli import _format_event, main
 from logtide_kafka.testing import create_topics, event_problems
 from logtide_kafka.topics import admin_client
 
@@ -203,7 +203,7 @@ def test_the_readable_line_of_an_event() -> None:
         },
         "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
     }
-    line = format_event(event)
+    line = _format_event(event)
     assert "\n" not in line
     assert line.startswith("2025-11-25T08:30:03.214Z ERROR    checkout: payment failed ")
     assert ' order_id=42 note="two words" exception=ValueError: bad ' in line

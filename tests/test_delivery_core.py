@@ -22,9 +22,12 @@ def item(message: str, offset: int = 0) -> Item:
     return Item(Source("logs.app", 0, offset, None, None), None, orjson.dumps(entry))
 
 
+CONNECT_ERROR = 0
+
+
 class Rig:
-    """A Poster whose LogTide is ``answer(messages) -> status``; waits are instant (they
-    move a fake clock on)."""
+    """A Poster whose LogTide is ``answer(messages) -> status`` (``CONNECT_ERROR``: the
+    connection is refused); waits are instant (they move a fake clock on)."""
 
     def __init__(self, answer: Callable[[list[str]], int], retry_after: str | None = None) -> None:
         self.bodies: list[list[str]] = []
@@ -36,6 +39,8 @@ class Rig:
             messages = [e["message"] for e in orjson.loads(request.content)["logs"]]
             self.bodies.append(messages)
             status = answer(messages)
+            if status == CONNECT_ERROR:
+                raise httpx.ConnectError("connection refused")
             headers = {"Retry-After": retry_after} if retry_after is not None else {}
             return httpx.Response(status, json={"error": "Internal Server Error"}, headers=headers)
 
@@ -155,3 +160,65 @@ def test_streak_lines_start_escalate_end(caplog: pytest.LogCaptureFixture) -> No
     assert snapshot["retry_streak_active"] == 0
     assert snapshot["last_retry_cause"] == "LogTide answered 503: Internal Server Error"
     assert "logtide_shipper_retry_streak_active 0" in rig.metrics.prometheus()
+
+
+def test_400_bisects_to_the_invalid_entry_without_retrying() -> None:
+    rig = Rig(lambda messages: 400 if "bad-5" in messages else 200)
+    items = [item(f"bad-{i}" if i == 5 else f"ok-{i}", i) for i in range(8)]
+    rig.poster.deliver(items)
+    assert [i.reason is not None for i in items] == [i == 5 for i in range(8)]
+    assert items[5].reason == "LogTide answered 400: Internal Server Error"
+    assert all(i.done for n, i in enumerate(items) if n != 5)
+    snapshot = rig.metrics.snapshot()
+    assert snapshot["retries"] == 0  # a 400 is never repeated as it was
+    assert snapshot["splits"] == 3  # 8 -> 4 -> 2 -> 1
+    assert rig.waits == []
+    assert snapshot["events_shipped"] == 7
+
+
+def test_413_splits_and_an_entry_too_large_alone_gets_a_reason() -> None:
+    rig = Rig(lambda messages: 413 if "huge" in messages else 200)
+    items = [item("a", 0), item("huge", 1)]
+    rig.poster.deliver(items)
+    assert items[0].done
+    assert items[1].reason == "LogTide answered 413: the entry is too large"
+    assert rig.metrics.snapshot()["retries"] == 0
+
+
+def test_a_transport_error_is_retried_as_suspect_without_holding_others() -> None:
+    answers = iter([CONNECT_ERROR, CONNECT_ERROR])
+    rig = Rig(lambda messages: next(answers, 200))
+    only = item("only")
+    rig.poster.deliver([only])
+    assert only.done
+    assert rig.bodies == [["only"]] * 3
+    assert rig.metrics.snapshot()["retries"] == 2
+    assert rig.metrics.snapshot()["request_errors"] == 2
+    assert rig.holds == [0.0, 0.0]  # the connection failed, not a rate limit: no shared hold
+    assert rig.metrics.snapshot()["last_retry_cause"].startswith(
+        "request to LogTide failed: ConnectError"
+    )
+
+
+def test_408_holds_every_thread_like_a_rate_limit() -> None:
+    answers = iter([408])
+    rig = Rig(lambda messages: next(answers, 200))
+    only = item("only")
+    rig.poster.deliver([only])
+    assert only.done
+    assert len(rig.holds) == 1
+    assert rig.holds[0] > 0
+    assert rig.metrics.snapshot()["splits"] == 0
+
+
+def test_stopping_during_a_retry_leaves_the_batch_for_the_next_run() -> None:
+    rig = Rig(lambda messages: 503)
+    items = [item("a", 0), item("b", 1)]
+
+    def stop_on_first_wait(seconds: float) -> None:
+        rig.stop = True
+
+    rig.poster._wait = stop_on_first_wait
+    rig.poster.deliver(items)
+    assert all(not i.done and i.reason is None for i in items)
+    assert len(rig.bodies) == 1

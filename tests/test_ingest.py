@@ -20,8 +20,8 @@ from logtide_kafka._ingest import (
     encode_body,
     encode_entry,
     normalize,
-    normalize_level,
     parse_time,
+    to_logtide_level,
     validate_entry,
 )
 
@@ -111,7 +111,7 @@ def test_older_producer_message_is_converted() -> None:
     ],
 )
 def test_level_aliases_and_numbers(level: object, expected: str) -> None:
-    assert normalize_level(level) == expected
+    assert to_logtide_level(level) == expected
     entry = run({"message": "m", "level": level})
     assert entry["level"] == expected
     assert "original_level" not in entry["metadata"]
@@ -119,7 +119,7 @@ def test_level_aliases_and_numbers(level: object, expected: str) -> None:
 
 @pytest.mark.parametrize("level", ["loud", "", -1, 40.5, True, None, [], {"x": 1}, "nan"])
 def test_unknown_level_becomes_info_and_the_original_is_kept(level: object) -> None:
-    assert normalize_level(level) is None
+    assert to_logtide_level(level) is None
     entry = run({"message": "m", "level": level})
     assert entry["level"] == "info"
     assert entry["metadata"]["original_level"] == level

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import math
 import re
 import threading
 import uuid
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from logtide_kafka._prometheus import labels, number
 from logtide_kafka.lag import (
     Grade,
     GroupHealth,
@@ -317,3 +319,16 @@ def test_throughput_is_committed_progress_over_the_window(
     assert health.throughput_grade is W
     assert (report.error_rate, report.error_rate_grade) == (0.0, H)
     assert report.exit_code == 2
+
+
+def test_prometheus_numbers_and_labels_are_written_one_way() -> None:
+    assert [number(v) for v in (0, 1_100, Grade.WARNING, 0.0, 1_500.5, 0.01)] == [
+        "0",
+        "1100",
+        "1",
+        "0.0",
+        "1500.5",
+        "0.01",
+    ]
+    assert [number(v) for v in (math.inf, -math.inf, math.nan)] == ["+Inf", "-Inf", "NaN"]
+    assert labels({"group": 'a"b\\c\nd', "check": "lag"}) == r'{group="a\"b\\c\nd",check="lag"}'

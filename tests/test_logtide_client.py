@@ -61,6 +61,12 @@ def test_400_is_invalid_with_logtide_details() -> None:
     assert "Invalid enum value" in outcome.detail
 
 
+def test_422_is_invalid() -> None:
+    outcome = answer(422, {"error": "Unprocessable Entity"})
+    assert (outcome.kind, outcome.status) == (Kind.INVALID, 422)
+    assert outcome.detail == "LogTide answered 422: Unprocessable Entity"
+
+
 def test_413_is_too_large() -> None:
     outcome = answer(413, {"code": "FST_ERR_CTP_BODY_TOO_LARGE"})
     assert (outcome.kind, outcome.status) == (Kind.TOO_LARGE, 413)

@@ -293,11 +293,11 @@ def test_retry_after_and_backoff() -> None:
     assert after is not None
     assert 25 <= after <= 31
     shipper = Shipper(ShipperConfig("k:9092", "http://x", "k", max_backoff=4.0))
-    delays = [shipper._backoff(attempt) for attempt in range(12) for _ in range(20)]
+    delays = [shipper._dead_letters.backoff(attempt) for attempt in range(12) for _ in range(20)]
     assert all(0 < delay <= 4.0 for delay in delays)
-    assert min(shipper._backoff(0) for _ in range(50)) >= 0.25
-    assert max(shipper._backoff(10) for _ in range(50)) > 2.0  # grew to the cap
-    assert len({round(shipper._backoff(10), 6) for _ in range(20)}) > 1  # jittered
+    assert min(shipper._dead_letters.backoff(0) for _ in range(50)) >= 0.25
+    assert max(shipper._dead_letters.backoff(10) for _ in range(50)) > 2.0  # grew to the cap
+    assert len({round(shipper._dead_letters.backoff(10), 6) for _ in range(20)}) > 1  # jittered
 
 
 def test_metrics_snapshot_prometheus_and_endpoint() -> None:

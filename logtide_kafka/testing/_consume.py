@@ -56,35 +56,49 @@ def read_events(
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         found: list[ConsumedEvent] = []
-        at_end: set[int] = set()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is None:
-                continue
-            error = message.error()
-            partition = message.partition() or 0
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(partition)
-                    if count is None and at_end >= set(partitions):
-                        return found
-                    continue
-                raise RuntimeError(f"consuming {topic!r} failed: {error.str()}")
-            at_end.discard(partition)
-            raw = message.value() or b""
-            value = orjson.loads(raw)
-            if where is None or where(value):
-                found.append(
-                    ConsumedEvent(
-                        topic, partition, message.offset() or 0, message.key(), value, raw
-                    )
-                )
-                if count is not None and len(found) >= count:
-                    return found
+        if _read(consumer, topic, set(partitions), found, count=count, where=where, until=deadline):
+            return found
         raise TimeoutError(
             f"read {len(found)} matching event(s) from {topic!r} in {timeout:g}s, "
             f"wanted {count if count is not None else 'the end of every partition'}"
         )
     finally:
         consumer.close()
+
+
+def _read(
+    consumer: Consumer,
+    topic: str,
+    partitions: set[int],
+    found: list[ConsumedEvent],
+    *,
+    count: int | None,
+    where: Callable[[dict[str, Any]], bool] | None,
+    until: float,
+) -> bool:
+    """Add matching events of ``topic`` to ``found`` until there are ``count`` of them (or,
+    without a count, every partition is read to its end); False when ``until`` came first."""
+    at_end: set[int] = set()
+    while time.monotonic() < until:
+        message = consumer.poll(0.2)
+        if message is None:
+            continue
+        error = message.error()
+        partition = message.partition() or 0
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                at_end.add(partition)
+                if count is None and at_end >= partitions:
+                    return True
+                continue
+            raise RuntimeError(f"consuming {topic!r} failed: {error.str()}")
+        at_end.discard(partition)
+        raw = message.value() or b""
+        value = orjson.loads(raw)
+        if where is None or where(value):
+            offset = message.offset() or 0
+            found.append(ConsumedEvent(topic, partition, offset, message.key(), value, raw))
+            if count is not None and len(found) >= count:
+                return True
+    return False
