@@ -4,7 +4,7 @@ shipper into a fast local sink, in one run (``make bench-shipper``).
 1. **LogTide's capacity**: ready-made bodies of 1,000 entries posted straight to the real
    LogTide (``$LOGTIDE_API_URL``, ``$LOGTIDE_API_KEY``) by 1, 2, 4 and 8 concurrent clients;
    the best rate is LogTide's capacity on this machine.
-2. **Shipper -> LogTide**: a :class:`~logtide_kafka.shipper.Shipper` (in its own process, so
+2. **Shipper -> LogTide**: a :class:`~logtide_kafka.pipeline.shipper.Shipper` (its own process, so
    its CPU time and peak RSS are its own) ships a fresh topic of ``--events`` events into
    that same LogTide.  Loss and duplicates are counted in LogTide's database by the Kafka
    coordinates each entry carries (``psql``, as ``../shared/logtide/README.md`` shows).
@@ -58,8 +58,8 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from logtide_kafka._headers import event_headers, new_event_id
-from logtide_kafka._ingest import encode_body
-from logtide_kafka.shipper import DEFAULT_CONCURRENCY, Shipper, ShipperConfig
+from logtide_kafka.pipeline._ingest import encode_body
+from logtide_kafka.pipeline.shipper import DEFAULT_CONCURRENCY, Shipper, ShipperConfig
 from logtide_kafka.testing import create_topics, kafka_or_local
 
 # The test server is a test helper, not part of the package.

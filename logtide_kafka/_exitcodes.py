@@ -1,4 +1,4 @@
-"""The exit codes of ``logtide-kafka`` and :func:`logtide_kafka.shipper.run_shipper`,
+"""The exit codes of ``logtide-kafka`` and :func:`logtide_kafka.pipeline.shipper.run_shipper`,
 defined once (``docs/cli.md``).  ``logtide-kafka lag`` exits with its grade instead
 (``lag.Grade``: 0 healthy, 1 warning, 2 critical)."""
 

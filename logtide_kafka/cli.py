@@ -38,10 +38,10 @@ from logtide_kafka._clilog import LOG_FORMATS, LOG_LEVELS, cli_logging, scrubber
 from logtide_kafka._contract import LEVELS
 from logtide_kafka._event import normalize_level
 from logtide_kafka._exitcodes import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from logtide_kafka._metrics import DEFAULT_METRICS_HOST
 from logtide_kafka._redact import REDACTED
 from logtide_kafka._routing import DEFAULT_TOPIC, TOPICS
-from logtide_kafka.lag import (
+from logtide_kafka.pipeline._metrics import DEFAULT_METRICS_HOST
+from logtide_kafka.pipeline.lag import (
     DEFAULT_GROUP,
     LagError,
     measure,
@@ -49,8 +49,7 @@ from logtide_kafka.lag import (
     render_prometheus,
     render_table,
 )
-from logtide_kafka.producer import CLIENT_LOGGER, DEFAULT_BOOTSTRAP
-from logtide_kafka.topics import (
+from logtide_kafka.pipeline.topics import (
     DEFAULT_LAYOUT,
     DLQ_TOPIC,
     LayoutError,
@@ -59,7 +58,8 @@ from logtide_kafka.topics import (
     apply,
     load_layout,
 )
-from logtide_kafka.topics import plan as make_plan
+from logtide_kafka.pipeline.topics import plan as make_plan
+from logtide_kafka.producer import CLIENT_LOGGER, DEFAULT_BOOTSTRAP
 
 __all__ = ["build_parser", "main"]
 
@@ -243,7 +243,7 @@ def _cmd_ship(args: argparse.Namespace) -> int:
         raise CliError("no LogTide API key: set LOGTIDE_API_KEY (or pass --api-key)")
     try:
         # Lazily: the shipper needs the [ship] extra, no other command does.
-        from logtide_kafka.shipper import ShipperConfig, run_shipper  # noqa: PLC0415
+        from logtide_kafka.pipeline.shipper import ShipperConfig, run_shipper  # noqa: PLC0415
     except ImportError as exc:
         raise CliError(
             f"the shipper is not available ({exc}); install 'logtide-kafka[ship]'"

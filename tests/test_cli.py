@@ -22,11 +22,11 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from logtide_server import LogTideServer, quota_exceeded, server_error
 
 import logtide_kafka
-from logtide_kafka import shipper
-from logtide_kafka._metrics import MetricsServer, ShipperMetrics
 from logtide_kafka.cli import _format_event, main
+from logtide_kafka.pipeline import shipper
+from logtide_kafka.pipeline._metrics import MetricsServer, ShipperMetrics
+from logtide_kafka.pipeline.topics import admin_client
 from logtide_kafka.testing import create_topics, event_problems
-from logtide_kafka.topics import admin_client
 
 SECRET = "lt-key-DO-NOT-PRINT-7f3a9c"
 _TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"

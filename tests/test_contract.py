@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from logtide_kafka import _contract, _ingest, shipper, testing
+from logtide_kafka import _contract, testing
 from logtide_kafka._contract import (
     LEVELS,
     MAX_SERVICE_LEN,
@@ -22,7 +22,8 @@ from logtide_kafka._contract import (
     utf16_len,
 )
 from logtide_kafka._event import encode_event, make_event, normalize_service
-from logtide_kafka._ingest import Source, normalize, validate_entry
+from logtide_kafka.pipeline import _ingest, shipper
+from logtide_kafka.pipeline._ingest import Source, normalize, validate_entry
 from logtide_kafka.testing import event_problems
 
 EMOJI = "\U0001f600"

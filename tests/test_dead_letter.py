@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import orjson
 
-from logtide_kafka._dead_letter import MAX_DLQ_VALUE, envelope
-from logtide_kafka._delivery import Item
-from logtide_kafka._ingest import Source
+from logtide_kafka.pipeline._dead_letter import MAX_DLQ_VALUE, envelope
+from logtide_kafka.pipeline._delivery import Item
+from logtide_kafka.pipeline._ingest import Source
 
 SOURCE = Source("logs.application", 2, 41, b"checkout", 1_700_000_000_123)
 

@@ -12,9 +12,9 @@ import pytest
 from confluent_kafka import Producer
 from logtide_server import LogTideServer
 
-from logtide_kafka._dedupe import RecentIds
 from logtide_kafka._headers import EVENT_ID, event_headers
-from logtide_kafka.shipper import EXIT_OK, Shipper, ShipperConfig
+from logtide_kafka.pipeline._dedupe import RecentIds
+from logtide_kafka.pipeline.shipper import EXIT_OK, Shipper, ShipperConfig
 from logtide_kafka.testing import create_topics
 
 

@@ -11,10 +11,10 @@ import httpx
 import orjson
 import pytest
 
-from logtide_kafka._delivery import POISON_ATTEMPTS, Fatal, Health, Item, Poster
-from logtide_kafka._ingest import Source
-from logtide_kafka._logtide_client import BASE_BACKOFF, LogTideClient
-from logtide_kafka._metrics import ShipperMetrics
+from logtide_kafka.pipeline._delivery import POISON_ATTEMPTS, Fatal, Health, Item, Poster
+from logtide_kafka.pipeline._ingest import Source
+from logtide_kafka.pipeline._logtide_client import BASE_BACKOFF, LogTideClient
+from logtide_kafka.pipeline._metrics import ShipperMetrics
 
 
 def item(message: str, offset: int = 0) -> Item:

@@ -35,8 +35,8 @@ from logtide_server import LogTideServer
 
 from logtide_kafka import KafkaHandler
 from logtide_kafka._headers import event_id_of
+from logtide_kafka.pipeline.shipper import Shipper, ShipperConfig
 from logtide_kafka.producer import DeliveryPolicy, LogProducer, resolve_config
-from logtide_kafka.shipper import Shipper, ShipperConfig
 from logtide_kafka.testing import LocalKafka, create_topics, event_problems, read_events
 
 BURST = 200_000

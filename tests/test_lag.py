@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from logtide_kafka._prometheus import labels, number
-from logtide_kafka.lag import (
+from logtide_kafka.pipeline._prometheus import labels, number
+from logtide_kafka.pipeline.lag import (
     Grade,
     GroupHealth,
     HealthReport,
@@ -32,7 +32,7 @@ from logtide_kafka.lag import (
     render_prometheus,
     render_table,
 )
-from logtide_kafka.topics import admin_client
+from logtide_kafka.pipeline.topics import admin_client
 
 H, W, C = Grade.HEALTHY, Grade.WARNING, Grade.CRITICAL
 BEHIND = 5_000  # a lag at which throughput and skew are graded

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from logtide_kafka._contract import QUOTA_CODE
-from logtide_kafka._logtide_client import (
+from logtide_kafka.pipeline._logtide_client import (
     BASE_BACKOFF,
     MAX_RETRY_AFTER,
     Kind,

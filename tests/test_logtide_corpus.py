@@ -22,7 +22,7 @@ from corpus.bad_input import MESSAGE_MAX_BYTES, cases_for
 
 from logtide_kafka import KafkaHandler
 from logtide_kafka._contract import INGEST_PATH
-from logtide_kafka._ingest import encode_body
+from logtide_kafka.pipeline._ingest import encode_body
 from logtide_kafka.testing import event_problems, read_events
 
 pytestmark = pytest.mark.logtide

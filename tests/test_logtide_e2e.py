@@ -25,7 +25,7 @@ from conftest import LogTide
 
 from logtide_kafka import KafkaHandler, configure, flush, send_log
 from logtide_kafka._contract import MAX_SERVICE_LEN, cut_utf16, utf16_len
-from logtide_kafka.shipper import EXIT_OK, Shipper, ShipperConfig
+from logtide_kafka.pipeline.shipper import EXIT_OK, Shipper, ShipperConfig
 from logtide_kafka.structlog import KafkaProcessor
 from logtide_kafka.testing import create_topics, event_problems
 

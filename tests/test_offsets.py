@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from logtide_kafka._delivery import Item
-from logtide_kafka._ingest import Source
-from logtide_kafka._metrics import ShipperMetrics
-from logtide_kafka._offsets import Offsets
+from logtide_kafka.pipeline._delivery import Item
+from logtide_kafka.pipeline._ingest import Source
+from logtide_kafka.pipeline._metrics import ShipperMetrics
+from logtide_kafka.pipeline._offsets import Offsets
 
 A, B = ("logs.a", 0), ("logs.a", 1)
 

@@ -14,10 +14,10 @@ import pytest
 
 INDEX = Path(__file__).resolve().parent.parent / "docs" / "index.md"
 _SECTION = "## Public API at a glance"
-_FROM = re.compile(r"From `(logtide_kafka(?:\.\w+)?)`")
+_FROM = re.compile(r"From `(logtide_kafka(?:\.\w+)*)`")
 _NAME = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
 #: Modules whose pages list the API in full (docs/index.md only links them).
-_LISTED_ELSEWHERE = frozenset({"logtide_kafka.topics", "logtide_kafka.lag"})
+_LISTED_ELSEWHERE = frozenset({"logtide_kafka.pipeline.topics", "logtide_kafka.pipeline.lag"})
 
 
 def _documented() -> dict[str, set[str]]:

@@ -33,9 +33,9 @@ from logtide_server import (
 )
 
 from logtide_kafka import KafkaHandler
-from logtide_kafka._logtide_client import retry_after as _retry_after
-from logtide_kafka._metrics import MetricsServer, ShipperMetrics
-from logtide_kafka.shipper import (
+from logtide_kafka.pipeline._logtide_client import retry_after as _retry_after
+from logtide_kafka.pipeline._metrics import MetricsServer, ShipperMetrics
+from logtide_kafka.pipeline.shipper import (
     EXIT_FATAL,
     EXIT_OK,
     Shipper,
@@ -806,7 +806,7 @@ def test_bad_key_and_quota_stop_with_a_clear_error_and_commit_nothing(
 
 SHIPPER_MAIN = """
 import json, logging, os, sys
-from logtide_kafka.shipper import ShipperConfig, run_shipper
+from logtide_kafka.pipeline.shipper import ShipperConfig, run_shipper
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 settings = json.loads(sys.argv[1])
 settings["topics"] = tuple(settings["topics"])

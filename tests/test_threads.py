@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from logtide_kafka import get_producer
-from logtide_kafka._metrics import MetricsServer, ShipperMetrics
+from logtide_kafka.pipeline._metrics import MetricsServer, ShipperMetrics
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/task").is_dir(), reason="reads thread signal masks from /proc"

@@ -17,8 +17,7 @@ from confluent_kafka.admin import (
 )
 
 from logtide_kafka.cli import main
-from logtide_kafka.testing import LocalKafka
-from logtide_kafka.topics import (
+from logtide_kafka.pipeline.topics import (
     DEFAULT_LAYOUT,
     GIB,
     Layout,
@@ -31,6 +30,7 @@ from logtide_kafka.topics import (
     load_layout,
     plan,
 )
+from logtide_kafka.testing import LocalKafka
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "topics.toml"
 DAY_MS = 86_400_000

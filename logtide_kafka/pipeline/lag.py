@@ -32,7 +32,7 @@ from typing import Any, Final
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from logtide_kafka import _prometheus as prometheus
+from logtide_kafka.pipeline import _prometheus as prometheus
 
 __all__ = [
     "DEFAULT_GROUP",

@@ -15,9 +15,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from logtide_kafka._delivery import Item
-from logtide_kafka._metrics import ShipperMetrics
-from logtide_kafka._shipper_log import SHIPPER_LOG as _log
+from logtide_kafka.pipeline._delivery import Item
+from logtide_kafka.pipeline._metrics import ShipperMetrics
+from logtide_kafka.pipeline._shipper_log import SHIPPER_LOG as _log
 
 __all__ = ["Offsets", "PartitionKey"]
 

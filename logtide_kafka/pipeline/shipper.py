@@ -30,19 +30,19 @@ from confluent_kafka import Consumer, TopicPartition
 
 from logtide_kafka import _exitcodes
 from logtide_kafka._contract import MAX_BATCH, MAX_BODY_BYTES, QUOTA_CODE
-from logtide_kafka._dead_letter import DeadLetters, ensure_topic
-from logtide_kafka._delivery import Fatal, Health, Poster
-from logtide_kafka._delivery import Item as _Item
-from logtide_kafka._logtide_client import LogTideClient, ingest_url
-from logtide_kafka._metrics import DEFAULT_METRICS_HOST, MetricsServer, ShipperMetrics
-from logtide_kafka._offsets import Offsets
-from logtide_kafka._reader import POLL_SLICE, Reader
 from logtide_kafka._redact import REDACTED
 from logtide_kafka._routing import TOPICS
-from logtide_kafka._shipper_log import KAFKA_LOG
-from logtide_kafka._shipper_log import SHIPPER_LOG as _log
-from logtide_kafka.lag import DEFAULT_GROUP
-from logtide_kafka.topics import DLQ_TOPIC
+from logtide_kafka.pipeline._dead_letter import DeadLetters, ensure_topic
+from logtide_kafka.pipeline._delivery import Fatal, Health, Poster
+from logtide_kafka.pipeline._delivery import Item as _Item
+from logtide_kafka.pipeline._logtide_client import LogTideClient, ingest_url
+from logtide_kafka.pipeline._metrics import DEFAULT_METRICS_HOST, MetricsServer, ShipperMetrics
+from logtide_kafka.pipeline._offsets import Offsets
+from logtide_kafka.pipeline._reader import POLL_SLICE, Reader
+from logtide_kafka.pipeline._shipper_log import KAFKA_LOG
+from logtide_kafka.pipeline._shipper_log import SHIPPER_LOG as _log
+from logtide_kafka.pipeline.lag import DEFAULT_GROUP
+from logtide_kafka.pipeline.topics import DLQ_TOPIC
 
 __all__ = [
     "EXIT_ERROR",

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from logtide_kafka._contract import MAX_BATCH
-from logtide_kafka._ingest import Source, encode_body
-from logtide_kafka._logtide_client import Kind, LogTideClient, Outcome, retry_delay
-from logtide_kafka._metrics import ShipperMetrics
-from logtide_kafka._shipper_log import SHIPPER_LOG as _log
+from logtide_kafka.pipeline._ingest import Source, encode_body
+from logtide_kafka.pipeline._logtide_client import Kind, LogTideClient, Outcome, retry_delay
+from logtide_kafka.pipeline._metrics import ShipperMetrics
+from logtide_kafka.pipeline._shipper_log import SHIPPER_LOG as _log
 
 __all__ = ["POISON_ATTEMPTS", "SPLIT_AFTER", "Fatal", "Health", "Item", "Poster"]
 

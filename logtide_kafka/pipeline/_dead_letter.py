@@ -16,10 +16,10 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from logtide_kafka._delivery import Item
-from logtide_kafka._logtide_client import backoff
-from logtide_kafka._metrics import ShipperMetrics
-from logtide_kafka._shipper_log import SHIPPER_LOG as _log
+from logtide_kafka.pipeline._delivery import Item
+from logtide_kafka.pipeline._logtide_client import backoff
+from logtide_kafka.pipeline._metrics import ShipperMetrics
+from logtide_kafka.pipeline._shipper_log import SHIPPER_LOG as _log
 
 __all__ = ["MAX_DLQ_VALUE", "DeadLetters", "ensure_topic", "envelope"]
 

@@ -15,12 +15,12 @@ from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from logtide_kafka._dedupe import RecentIds
-from logtide_kafka._delivery import Item
-from logtide_kafka._ingest import Source, Unshippable, body_size, encode_entry, normalize
-from logtide_kafka._metrics import ShipperMetrics
-from logtide_kafka._offsets import Offsets, PartitionKey
-from logtide_kafka._shipper_log import SHIPPER_LOG as _log
+from logtide_kafka.pipeline._dedupe import RecentIds
+from logtide_kafka.pipeline._delivery import Item
+from logtide_kafka.pipeline._ingest import Source, Unshippable, body_size, encode_entry, normalize
+from logtide_kafka.pipeline._metrics import ShipperMetrics
+from logtide_kafka.pipeline._offsets import Offsets, PartitionKey
+from logtide_kafka.pipeline._shipper_log import SHIPPER_LOG as _log
 
 __all__ = ["KEEPALIVE", "POLL_SLICE", "Reader"]
 
@@ -36,7 +36,7 @@ _new_source: Final = functools.partial(tuple.__new__, Source)
 
 
 class Reader:
-    """Turns consumed messages into batches of :class:`~logtide_kafka._delivery.Item`.
+    """Turns consumed messages into batches of :class:`~logtide_kafka.pipeline._delivery.Item`.
 
     ``consumer`` is set once it exists.  Every item read is tracked in ``offsets``;
     ``stopping()`` ends a batch early; ``redact`` cleans warnings before they are logged.

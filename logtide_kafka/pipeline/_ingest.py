@@ -1,6 +1,6 @@
 """Turning Kafka messages into entries LogTide's ingest API accepts, and its validation rules.
 
-Pure functions, no I/O: the shipper (``logtide_kafka.shipper``) calls :func:`normalize` on
+Pure functions, no I/O: the shipper (``logtide_kafka.pipeline.shipper``) calls :func:`normalize` on
 every message it consumes and :func:`validate_entry` before it sends anything.
 
 LogTide's rules are those of ``logtide_kafka._contract``: one bad entry rejects the whole

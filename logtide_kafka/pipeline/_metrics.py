@@ -12,8 +12,8 @@ from typing import Any, Final
 
 import orjson
 
-from logtide_kafka import _prometheus as prometheus
 from logtide_kafka._threads import start_daemon
+from logtide_kafka.pipeline import _prometheus as prometheus
 
 __all__ = ["COUNTERS", "DEFAULT_METRICS_HOST", "GAUGES", "MetricsServer", "ShipperMetrics"]
 
