@@ -10,10 +10,12 @@ import sys
 import textwrap
 import time
 import uuid
+from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
-from logtide_kafka.testing import LocalKafka, _cluster, kafka_classpath
+from logtide_kafka.testing import LocalKafka, _cluster, kafka_classpath, read_events
 
 # 0xF8 puts "-" (index 62 of the URL-safe alphabet) first in the base64 form.
 _DASH_FIRST = uuid.UUID(bytes=b"\xf8" + bytes(15))
@@ -92,3 +94,34 @@ def test_a_broker_formats_and_starts_with_a_dash_first_cluster_id(
         admin = kafka.admin()
         meta = admin.describe_cluster().result(timeout=30)
         assert meta.cluster_id == dash_id
+
+
+@pytest.mark.kafka
+def test_a_kept_workdir_starts_again_with_its_data(tmp_path: Path) -> None:
+    # `python -m logtide_kafka.testing --workdir DIR` a second time: it refused to start
+    # ("Invalid cluster.id in meta.properties") because it formatted the storage again.
+    with LocalKafka(1, workdir=tmp_path) as kafka:
+        admin = kafka.admin()  # held: a dropped client cancels its futures
+        first_id = admin.describe_cluster().result(timeout=30).cluster_id
+        kafka.create_topics(["kept"])
+        producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+        producer.produce("kept", b'{"message": "still here"}')
+        assert producer.flush(30) == 0
+    with LocalKafka(1, workdir=tmp_path) as kafka:
+        admin = kafka.admin()
+        assert admin.describe_cluster().result(timeout=30).cluster_id == first_id
+        events = read_events(kafka.bootstrap_servers, "kept", count=1)
+        assert [e.value for e in events] == [{"message": "still here"}]
+
+
+def test_partly_formatted_storage_is_refused(tmp_path: Path) -> None:
+    nodes = [_cluster.BrokerNode(i, 0, 0, tmp_path / f"node-{i}") for i in (1, 2, 3)]
+    assert _cluster._formatted_cluster_id(nodes) is None
+    nodes[0].data_dir.mkdir(parents=True)
+    (nodes[0].data_dir / "meta.properties").write_text("node.id=1\ncluster.id=abc\n")
+    with pytest.raises(RuntimeError, match="partly formatted"):
+        _cluster._formatted_cluster_id(nodes)
+    for node in nodes[1:]:
+        node.data_dir.mkdir(parents=True)
+        (node.data_dir / "meta.properties").write_text("cluster.id=abc\n")
+    assert _cluster._formatted_cluster_id(nodes) == "abc"

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -62,6 +62,27 @@ _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 
 
+def _formatted_cluster_id(nodes: Sequence[BrokerNode]) -> str | None:
+    """The cluster id every node's storage was formatted with, or None if none was.
+
+    Storage formatted for only some nodes, or for different clusters, is an error to show,
+    not something to repair: the user's ``workdir`` holds it.
+    """
+    ids: set[str | None] = set()
+    for node in nodes:
+        meta = node.data_dir / "meta.properties"
+        if not meta.exists():
+            ids.add(None)
+            continue
+        lines = meta.read_text().splitlines()
+        ids.add(next((ln.split("=", 1)[1] for ln in lines if ln.startswith("cluster.id=")), ""))
+    if ids == {None}:
+        return None
+    if len(ids) != 1 or "" in ids:
+        raise RuntimeError(f"the storage under {nodes[0].directory.parent} is partly formatted")
+    return ids.pop()
+
+
 def new_cluster_id() -> str:
     """A random KRaft cluster id, as Kafka's own ``Uuid.randomUuid`` makes it.
 
@@ -89,6 +110,11 @@ class BrokerNode:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        """The node's log directory (``log.dirs``): its partitions and ``meta.properties``."""
+        return self.directory / "data"
 
     @property
     def log_file(self) -> Path:
@@ -191,10 +217,14 @@ class LocalKafka:
         self._classpath = kafka_classpath(self.version)
         if self.security is not None and self.tls is None:
             self.tls = make_tls_files(self.workdir / "tls")
-        cluster_id = new_cluster_id()
+        # A workdir kept from an earlier run keeps its cluster (and its data): formatting it
+        # again under a new id would be refused.
+        formatted = _formatted_cluster_id(self.nodes)
+        cluster_id = formatted or new_cluster_id()
         for node in self.nodes:
             self._write_config(node)
-            self._format(node, cluster_id)
+            if formatted is None:
+                self._format(node, cluster_id)
         self._started = True
         try:
             for node in self.nodes:
@@ -376,7 +406,7 @@ class LocalKafka:
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "log.dirs": node.directory / "data",
+            "log.dirs": node.data_dir,
             "num.partitions": 3,
             "default.replication.factor": count,
             "min.insync.replicas": min(count, 2),
