@@ -28,12 +28,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
-## Everything CI runs: lint, strict types, the whole test suite against real Kafka.
+## Everything CI runs: lint, strict types, the whole test suite against real Kafka, then the
+## tests that need no broker on every other supported Python that is installed.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-pythons
 
 ## The tests that need no broker, on every other supported Python that is installed.
 test-pythons:

@@ -130,7 +130,7 @@ def logtide() -> LogTide:
         problem = _logtide_problem(url, key)
     if problem is None:
         return LogTide(url, key)
-    reason = f'no real LogTide: {problem} (start one: eval "$(../shared/logtide/up.sh)")'
+    reason = f'no real LogTide: {problem} (start one: docs/testing.md#the-real-logtide)'
     if os.environ.get(LOGTIDE_REQUIRED_ENV) == "1":
         pytest.fail(f"{LOGTIDE_REQUIRED_ENV}=1 but {reason}", pytrace=False)
     pytest.skip(reason)
