@@ -34,15 +34,15 @@ from logtide_kafka._counters import (
     Counters,
     ProducerStats,
 )
-from logtide_kafka._event import (
+from logtide_kafka._encode import (
     BUDGETS_IN_USE,
     DECODE_BUDGET,
     ENCODE_ERRORS,
     ENCODE_OPTIONS,
     encode_default,
     encode_repaired,
-    fit_payload,
 )
+from logtide_kafka._fit import fit_payload
 from logtide_kafka._headers import Headers, event_headers, new_event_id, wrap_key
 from logtide_kafka._lifecycle import (
     DEFAULT_EXIT_TIMEOUT,
@@ -220,7 +220,7 @@ class LogProducer:
     # -- the hot path ---------------------------------------------------------------------
     # Every log call pays for what ``send`` does: the encoding is inlined and the counters
     # it touches are bound to attributes of this object, rather than called through the
-    # rooms they belong to (_event, _counters).
+    # rooms they belong to (_encode, _counters).
 
     def send(self, topic: str, key: bytes | None, event: Mapping[str, Any]) -> bool:
         """Encode ``event`` and enqueue it without waiting; never raises.
