@@ -17,17 +17,26 @@ from logtide_kafka._fit import minimal_event, truncation_mark
 
 __all__ = [
     "BUDGETS_IN_USE",
+    "CYCLE",
     "DECODE_BUDGET",
     "ENCODE_ERRORS",
     "ENCODE_OPTIONS",
+    "MAX_DEPTH",
     "MAX_VALUE_LEN",
+    "TOO_DEEP",
     "encode_default",
     "encode_event",
     "encode_repaired",
+    "unreadable",
 ]
 
-# Nesting deeper than this is cut while repairing, well inside orjson's own 254-level limit.
-_MAX_DEPTH: Final = 32
+#: Nesting deeper than this is cut while repairing (and redacting), well inside orjson's
+#: own 254-level limit.
+MAX_DEPTH: Final = 32
+#: What stands for a container nested deeper than :data:`MAX_DEPTH`, or met again inside
+#: itself, in a repaired (or redacted) event.
+TOO_DEEP: Final = "<nested too deep>"
+CYCLE: Final = "<cycle>"
 #: Characters one event may have decoded from its ``bytes`` values, or repaired in its
 #: strings (lone surrogates), in all.  Beyond, values are cut before the work (decoding
 #: 10 MB of invalid UTF-8 held a logging call for seconds): past librdkafka's default
@@ -167,21 +176,26 @@ def _repair(value: Any, depth: int, seen: set[int]) -> Any:
         return value if -(2**63) <= value < 2**64 else _int_text(value)
     if issubclass(kind, float):
         return value if math.isfinite(value) else None
-    if depth >= _MAX_DEPTH:
-        return "<nested too deep>"
+    if depth >= MAX_DEPTH:
+        return TOO_DEEP
     if issubclass(kind, (Mapping, list, tuple, set, frozenset)):
         if id(value) in seen:
-            return "<cycle>"
+            return CYCLE
         seen.add(id(value))
         try:
             if issubclass(kind, Mapping):
                 return {_repair_key(k): _repair(v, depth + 1, seen) for k, v in value.items()}
             return [_repair(v, depth + 1, seen) for v in value]
         except Exception:  # a container subclass whose items() or __iter__ raises
-            return f"<unreadable {type(value).__name__}>"
+            return unreadable(value)
         finally:
             seen.discard(id(value))
     return _repair(encode_default(value), depth + 1, seen)
+
+
+def unreadable(value: object) -> str:
+    """What stands for a container whose items cannot be read (its ``items()`` raised)."""
+    return f"<unreadable {type(value).__name__}>"
 
 
 def _int_text(value: int) -> str:

@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol, TypeVar, cast
 
+from logtide_kafka._client_log import LIBRARY_LOGGER
 from logtide_kafka._counters import ProducerStats, add_up
 from logtide_kafka._policy import DeliveryPolicy
 from logtide_kafka._report import report
@@ -57,7 +58,7 @@ EXIT_TIMEOUT_ENV: Final = "LOGTIDE_KAFKA_EXIT_TIMEOUT"
 
 # A library leaves output to the application's logging configuration (logging HOWTO):
 # without one, librdkafka's retries would reach stderr through logging.lastResort.
-logging.getLogger("logtide_kafka").addHandler(logging.NullHandler())
+logging.getLogger(LIBRARY_LOGGER).addHandler(logging.NullHandler())
 
 
 class Managed(Protocol):

@@ -26,7 +26,7 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from logtide_kafka import _lifecycle
-from logtide_kafka._client_log import CollapsedLog, handled
+from logtide_kafka._client_log import CLIENT_LOGGER, LIBRARY_LOGGER, CollapsedLog, handled
 from logtide_kafka._contract import replace_forbidden_json
 from logtide_kafka._counters import (
     METADATA_TIMEOUT,
@@ -105,12 +105,9 @@ RECORD_OVERHEAD: Final = 1024
 #: Seconds close() waits, past its bound, for the reports of the events it purged (they
 #: take milliseconds): without them it cannot tell never sent from unconfirmed, nor spool.
 PURGE_REPORT_WAIT: Final = 0.5
-#: Loggers under this name carry the library's own and librdkafka's messages; the logging
-#: integrations never ship them to Kafka.
-CLIENT_LOGGER: Final = "logtide_kafka.client"
 _MAX_SERVICES: Final = 64
 
-_log = logging.getLogger("logtide_kafka")
+_log = logging.getLogger(LIBRARY_LOGGER)
 
 
 def resolve_config(
