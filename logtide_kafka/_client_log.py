@@ -1,4 +1,5 @@
-"""librdkafka's log lines, collapsed: one per kind per interval, with a count."""
+"""The library's loggers: their names, which records are theirs, and librdkafka's lines
+collapsed to one per kind per interval, with a count."""
 
 from __future__ import annotations
 
@@ -8,7 +9,22 @@ import threading
 import time
 from typing import Any, Final
 
-__all__ = ["SKIPS_LIBRARY_RECORDS", "CollapsedLog", "handled"]
+from logtide_kafka._event import is_a
+
+__all__ = [
+    "CLIENT_LOGGER",
+    "LIBRARY_LOGGER",
+    "SKIPS_LIBRARY_RECORDS",
+    "CollapsedLog",
+    "handled",
+    "in_logger_tree",
+]
+
+#: The root of the library's own loggers.  The logging integrations never ship records of
+#: these to Kafka: librdkafka's lines about a failing send would feed on themselves.
+LIBRARY_LOGGER: Final = "logtide_kafka"
+#: librdkafka's lines and the library's own about its Kafka clients.
+CLIENT_LOGGER: Final = LIBRARY_LOGGER + ".client"
 
 # Numbers (ports, milliseconds, counts) make lines of one kind differ: not the kind.
 _NUMBERS: Final = re.compile(r"\d+")
@@ -68,6 +84,16 @@ class CollapsedLog:
         if suppressed:
             msg += f" ({suppressed} more like it in the last {self.interval:g}s)"
         self.logger.log(level, msg, *args)
+
+
+def in_logger_tree(name: object, root: str) -> bool:
+    """Whether ``name`` (whatever a filter may have set) names the logger ``root`` or one
+    below it (``root.child``, not ``rootless``)."""
+    return (
+        is_a(name, str)
+        and name.startswith(root)
+        and (len(name) == len(root) or name[len(root)] == ".")
+    )
 
 
 #: Set true on a handler class that never shows the library's own records (KafkaHandler).

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 from collections.abc import Mapping
 from typing import Any, Final
+
+from logtide_kafka._contract import OTEL_SPAN_ID, OTEL_TRACE_ID
 
 __all__ = [
     "CONTENT_TYPE",
@@ -56,8 +57,6 @@ _SCHEMA: Final = (SCHEMA_VERSION, EVENT_SCHEMA_VERSION)
 #: of one request share both, so most traced events cost a dict lookup; bounded.
 _parents: dict[tuple[object, object], tuple[str, bytes] | None] = {}
 _MAX_PARENTS: Final = 4096
-_HEX32: Final = re.compile(r"[0-9a-f]{32}")
-_HEX16: Final = re.compile(r"[0-9a-f]{16}")
 _ZERO32: Final = "0" * 32
 _ZERO16: Final = "0" * 16
 
@@ -104,8 +103,8 @@ def _traceparent(trace_id: object, span_id: object) -> tuple[str, bytes] | None:
     if (
         trace_id.__class__ is str
         and span_id.__class__ is str
-        and _HEX32.fullmatch(trace_id)
-        and _HEX16.fullmatch(span_id)
+        and OTEL_TRACE_ID.fullmatch(trace_id)
+        and OTEL_SPAN_ID.fullmatch(span_id)
         and trace_id != _ZERO32
         and span_id != _ZERO16
     ):

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
-__all__ = ["DEFAULT_POLICY", "DeliveryPolicy", "FsyncPolicy", "OnFull"]
+__all__ = ["DEFAULT_POLICY", "FSYNC_POLICIES", "DeliveryPolicy", "FsyncPolicy", "OnFull"]
 
 #: ``drop`` the newest event, ``block`` the caller for up to ``block_timeout`` seconds, or
 #: ``spool`` the event to disk and replay it once Kafka accepts again.
@@ -15,7 +15,8 @@ OnFull = Literal["drop", "block", "spool"]
 FsyncPolicy = Literal["never", "interval", "always"]
 
 _ON_FULL: Final = frozenset(get_args(OnFull))
-_FSYNC: Final = frozenset(get_args(FsyncPolicy))
+#: Every :data:`FsyncPolicy`, for checking one given at run time.
+FSYNC_POLICIES: Final = frozenset(get_args(FsyncPolicy))
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +41,8 @@ class DeliveryPolicy:
     def __post_init__(self) -> None:
         if self.on_full not in _ON_FULL:
             raise ValueError(f"on_full must be one of {sorted(_ON_FULL)}, not {self.on_full!r}")
-        if self.spool_fsync not in _FSYNC:
-            raise ValueError(f"spool_fsync must be one of {sorted(_FSYNC)}")
+        if self.spool_fsync not in FSYNC_POLICIES:
+            raise ValueError(f"spool_fsync must be one of {sorted(FSYNC_POLICIES)}")
         if not self.block_timeout >= 0 or not self.warn_interval >= 0:
             raise ValueError("block_timeout and warn_interval must be >= 0")
         if self.spool_max_bytes <= 0:

@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from logtide_kafka._encode import CYCLE, MAX_DEPTH, TOO_DEEP, unreadable
+
 __all__ = ["DEFAULT_REDACT_KEYS", "REDACTED", "Redactor"]
 
 #: Metadata keys whose values are never sent (matched case-insensitively, at any depth).
@@ -21,14 +23,10 @@ DEFAULT_REDACT_KEYS: Final = (
     "set-cookie",
 )
 REDACTED: Final = "[REDACTED]"
-#: Containers nested deeper than this are replaced, not walked (as when encoding repairs).
-_MAX_DEPTH: Final = 32
 #: At most this many containers are walked per event; the rest are replaced, so a huge
 #: or self-referencing structure costs a bounded amount of work.
 _MAX_NODES: Final = 10_000
-_TOO_DEEP: Final = "<nested too deep>"
 _TOO_LARGE: Final = "<too large to redact>"
-_CYCLE: Final = "<cycle>"
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 _MAX_SAFE_KEYS: Final = 4096
 
@@ -50,9 +48,6 @@ class Redactor:
         # after warm-up a flat event of known keys and plain values is cleared by two
         # C-level set checks, without a Python loop.
         self._safe: set[object] = set()
-
-    def __bool__(self) -> bool:
-        return bool(self.keys)
 
     def _sensitive(self, key: object) -> bool:
         if key in self._safe:
@@ -81,7 +76,7 @@ class Redactor:
         try:
             return self._copy(value, depth, walk)
         except Exception:  # a container that cannot be read cannot be shown to be safe
-            return f"<unreadable {type(value).__name__}>"
+            return unreadable(value)
 
     def _copy(self, value: Any, depth: int, walk: _Walk) -> Any:
         # type(), never value.__class__ or isinstance(): a lazy proxy (Django's
@@ -100,9 +95,9 @@ class Redactor:
             return value
         marker = id(value)
         if marker in walk.path:
-            return _CYCLE  # cut here, as the encoder would, so no secret loops past us
-        if depth > _MAX_DEPTH:
-            return _TOO_DEEP
+            return CYCLE  # cut here, as the encoder would, so no secret loops past us
+        if depth > MAX_DEPTH:  # containers nested deeper are replaced, as encoding does
+            return TOO_DEEP
         walk.budget -= 1
         if walk.budget < 0:
             return _TOO_LARGE

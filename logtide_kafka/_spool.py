@@ -71,7 +71,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from logtide_kafka._policy import FsyncPolicy
+from logtide_kafka._policy import FSYNC_POLICIES, FsyncPolicy
 from logtide_kafka._report import report
 
 __all__ = ["FsyncPolicy", "Record", "Spool", "SpoolLocked"]
@@ -96,7 +96,6 @@ _WRITE_BUFFER: Final = 64 * 1024
 _READ_CHUNK: Final = 1 << 20
 _MAX_CACHED_TOPICS: Final = 1024
 _CHILD_ATTEMPTS: Final = 8
-_FSYNC_POLICIES: Final = frozenset({"never", "interval", "always"})
 # Spooled events carry what redaction cannot catch (messages): readable by the owner only.
 _FILE_MODE: Final = 0o600
 _DIR_MODE: Final = 0o700
@@ -586,8 +585,8 @@ class Spool:
         *,
         adopt: bool,
     ) -> None:
-        if fsync not in _FSYNC_POLICIES:
-            raise ValueError(f"fsync must be one of {sorted(_FSYNC_POLICIES)}, not {fsync!r}")
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {sorted(FSYNC_POLICIES)}, not {fsync!r}")
         if max_bytes <= 0 or segment_bytes <= 0 or not fsync_interval >= 0:
             raise ValueError("max_bytes and segment_bytes must be > 0, fsync_interval >= 0")
         self.directory = Path(os.path.abspath(directory))

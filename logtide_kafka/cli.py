@@ -33,6 +33,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 import logtide_kafka
+from logtide_kafka._client_log import CLIENT_LOGGER
 from logtide_kafka._clientconfig import ClientConfig, ConfigError, load_client_config, parse_setting
 from logtide_kafka._clilog import LOG_FORMATS, LOG_LEVELS, cli_logging, scrubber
 from logtide_kafka._contract import LEVELS
@@ -59,7 +60,7 @@ from logtide_kafka.pipeline.topics import (
     load_layout,
 )
 from logtide_kafka.pipeline.topics import plan as make_plan
-from logtide_kafka.producer import CLIENT_LOGGER, DEFAULT_BOOTSTRAP
+from logtide_kafka.producer import DEFAULT_BOOTSTRAP
 
 __all__ = ["build_parser", "main"]
 

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from typing_extensions import Unpack
 
+from logtide_kafka._client_log import LIBRARY_LOGGER, in_logger_tree
 from logtide_kafka._event import (
     HOSTNAME,
     describe_exception,
@@ -30,8 +31,6 @@ _PROBE = logging.LogRecord("", 0, "", 0, "", None, None)
 _RECORD_ATTRS: Final = frozenset(_PROBE.__dict__) | {"message", "asctime"}
 #: A record with exactly this many attributes cannot carry ``extra`` fields.
 _PLAIN_RECORD_LEN: Final = len(_PROBE.__dict__)
-_OWN_LOGGER: Final = "logtide_kafka"
-_OWN_LOGGERS: Final = _OWN_LOGGER + "."
 _DEFAULT_FORMATTER: Final = logging.Formatter()
 
 
@@ -142,7 +141,7 @@ class KafkaHandler(logging.Handler):
         local.busy = True
         try:
             name = record.name  # a filter may have set anything here
-            if type(name) is not str or not (name.startswith(_OWN_LOGGERS) or name == _OWN_LOGGER):
+            if not in_logger_tree(name, LIBRARY_LOGGER):
                 self._publisher.publish(self.to_event(record), self._key)
         except Exception as exc:
             self._producer.count_failure(exc)

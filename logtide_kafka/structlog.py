@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from typing_extensions import Unpack
 
+from logtide_kafka._client_log import LIBRARY_LOGGER, in_logger_tree
 from logtide_kafka._event import (
     HOSTNAME,
     LEVEL_ALIASES,
@@ -45,7 +46,6 @@ _iso_second = ""
 #: Event dict keys most events lack: exceptions and ProcessorFormatter's bookkeeping.
 _RARE_KEYS: Final = frozenset({"exc_info", "exception", "_record", "_from_structlog"})
 _EXCEPTION_TYPE: Final = re.compile(r"[A-Za-z_][\w.]*")
-_OWN_LOGGER: Final = "logtide_kafka"
 
 
 class KafkaProcessor:
@@ -139,7 +139,7 @@ class KafkaProcessor:
             if is_a(name, str):
                 metadata["logger"] = name
         name = metadata.get("logger")
-        if is_a(name, str) and (name == _OWN_LOGGER or name.startswith(_OWN_LOGGER + ".")):
+        if in_logger_tree(name, LIBRARY_LOGGER):
             return None  # librdkafka's own messages: sending them could feed on itself
 
         if foreign and record is not None:

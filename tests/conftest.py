@@ -14,8 +14,7 @@ from typing import NamedTuple
 
 import pytest
 
-from logtide_kafka import close_all
-from logtide_kafka import producer as producer_module
+from logtide_kafka import _lifecycle, close_all
 from logtide_kafka._routing import TOPICS
 from logtide_kafka.testing import LocalKafka, create_topics
 
@@ -93,7 +92,7 @@ def service() -> str:
 def _fresh_producers() -> Iterator[None]:
     """Every test starts with new shared producers (and counters at zero)."""
     close_all(5)
-    producer_module._instances.clear()  # closed producers would add to stats() otherwise
+    _lifecycle._instances.clear()  # closed producers would add to stats() otherwise
     yield
     close_all(5)
 
@@ -130,7 +129,7 @@ def logtide() -> LogTide:
         problem = _logtide_problem(url, key)
     if problem is None:
         return LogTide(url, key)
-    reason = f'no real LogTide: {problem} (start one: docs/testing.md#the-real-logtide)'
+    reason = f"no real LogTide: {problem} (start one: docs/testing.md#the-real-logtide)"
     if os.environ.get(LOGTIDE_REQUIRED_ENV) == "1":
         pytest.fail(f"{LOGTIDE_REQUIRED_ENV}=1 but {reason}", pytrace=False)
     pytest.skip(reason)

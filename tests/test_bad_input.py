@@ -39,15 +39,9 @@ from structlog.typing import EventDict, WrappedLogger
 import logtide_kafka
 from logtide_kafka import KafkaHandler, LogProducer, ProducerStats
 from logtide_kafka._contract import replace_forbidden_json
-from logtide_kafka._event import (
-    BUDGETS_IN_USE,
-    MIN_CUT,
-    TRUNCATED_KEY,
-    encode_event,
-    fit_payload,
-    make_event,
-    truncation_mark,
-)
+from logtide_kafka._encode import BUDGETS_IN_USE, encode_event
+from logtide_kafka._event import make_event
+from logtide_kafka._fit import MIN_CUT, TRUNCATED_KEY, fit_payload, truncation_mark
 from logtide_kafka.producer import RECORD_OVERHEAD
 from logtide_kafka.structlog import KafkaProcessor
 from logtide_kafka.testing import event_problems, read_events

@@ -21,7 +21,8 @@ from logtide_kafka._contract import (
     replace_forbidden_json,
     utf16_len,
 )
-from logtide_kafka._event import encode_event, make_event, normalize_service
+from logtide_kafka._encode import encode_event
+from logtide_kafka._event import make_event, normalize_service
 from logtide_kafka.pipeline import _ingest, shipper
 from logtide_kafka.pipeline._ingest import Source, normalize, validate_entry
 from logtide_kafka.testing import event_problems

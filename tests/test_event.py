@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
+from logtide_kafka._encode import encode_event
 from logtide_kafka._event import (
     EMPTY_MESSAGE,
-    encode_event,
     format_time,
     level_name,
     make_event,

@@ -11,7 +11,8 @@ import pytest
 from logtide_server import entry_problem
 
 from logtide_kafka._contract import WRITTEN_TIME_PATTERN, replace_forbidden_json
-from logtide_kafka._event import encode_event, make_event
+from logtide_kafka._encode import encode_event
+from logtide_kafka._event import make_event
 from logtide_kafka.pipeline import _ingest
 from logtide_kafka.pipeline._ingest import (
     Source,

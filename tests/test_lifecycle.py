@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import logtide_kafka
+from logtide_kafka import _lifecycle
 from logtide_kafka import producer as producer_module
 from logtide_kafka.testing import read_events
 
@@ -63,7 +64,7 @@ def test_recycled_workers_deliver_every_event(
 
 
 def test_module_functions_create_no_producer() -> None:
-    assert producer_module._open_producers() == []
+    assert _lifecycle._open_producers() == []
     assert logtide_kafka.flush(0) == 0
     stats = logtide_kafka.stats()
     assert (stats.enqueued, stats.failed, stats.dropped, stats.queue_length) == (0, 0, 0, 0)
@@ -76,8 +77,8 @@ def test_module_functions_create_no_producer() -> None:
             logtide_kafka.configure(topc="logs.application")  # type: ignore[call-arg]
         with pytest.raises(ValueError, match="exit_timeout"):
             logtide_kafka.configure(exit_timeout=-1)
-        assert producer_module._open_producers() == []
-        assert producer_module._registry == {}
+        assert _lifecycle._open_producers() == []
+        assert _lifecycle._registry == {}
     finally:
         logtide_kafka.set_exit_timeout(before)
 
@@ -103,14 +104,14 @@ def test_flush_and_stats_cover_every_producer(
     finally:
         for handler in (live, dead, dead_too):
             logger.removeHandler(handler)
-    assert len(producer_module._open_producers()) == 3
+    assert len(_lifecycle._open_producers()) == 3
     left = logtide_kafka.flush(3)
     assert left >= 20  # both dead producers' events, still queued
     assert live.producer.stats().queue_length == 0  # the live one was flushed
     stats = logtide_kafka.stats()
     assert stats.enqueued == 30
     assert stats.queue_length >= 20
-    assert len(producer_module._open_producers()) == 3  # none created
+    assert len(_lifecycle._open_producers()) == 3  # none created
     assert len(read_events(kafka_bootstrap, topic, count=10)) == 10
 
 

@@ -15,17 +15,16 @@ from typing import Any
 import pytest
 
 import logtide_kafka
-from logtide_kafka import DEFAULT_REDACT_KEYS, REDACTED, KafkaHandler
-from logtide_kafka import producer as producer_module
+from logtide_kafka import DEFAULT_REDACT_KEYS, REDACTED, KafkaHandler, _lifecycle
 from logtide_kafka.structlog import KafkaProcessor
 
 
 @pytest.fixture
 def no_new_client() -> Iterator[None]:
     """The test's mistakes must raise before a producer is created."""
-    before = dict(producer_module._registry)
+    before = dict(_lifecycle._registry)
     yield
-    assert producer_module._registry == before
+    assert _lifecycle._registry == before
 
 
 def _record(**extra: object) -> logging.LogRecord:

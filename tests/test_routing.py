@@ -10,8 +10,7 @@ import uuid
 import pytest
 
 import logtide_kafka
-from logtide_kafka import KafkaHandler
-from logtide_kafka import producer as producer_module
+from logtide_kafka import KafkaHandler, _lifecycle
 from logtide_kafka._routing import Router
 from logtide_kafka.testing import create_topics, read_events
 
@@ -257,7 +256,7 @@ def test_closing_with_events_for_a_missing_topic_is_bounded(
 
 
 def test_a_misspelt_option_is_named_before_any_client_exists(dead_bootstrap: str) -> None:
-    before = dict(producer_module._registry)
+    before = dict(_lifecycle._registry)
     with pytest.raises(TypeError, match="redcat"):
         KafkaHandler("svc", bootstrap_servers=dead_bootstrap, redcat=["pin"])  # type: ignore[call-arg]
-    assert producer_module._registry == before
+    assert _lifecycle._registry == before

@@ -33,12 +33,8 @@ from logtide_kafka._contract import (
     replace_forbidden_json,
     utf16_len,
 )
-from logtide_kafka._event import (
-    LEVEL_ALIASES,
-    encode_event,
-    level_name,
-    safe_str,
-)
+from logtide_kafka._encode import encode_event
+from logtide_kafka._event import LEVEL_ALIASES, level_name, safe_str
 
 __all__ = [
     "LEVELS",
