@@ -64,7 +64,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from logtide_kafka import KafkaHandler, PublishOptions
-from logtide_kafka._policy import OnFull
+from logtide_kafka.producer._policy import OnFull
 from logtide_kafka.testing import kafka_or_local
 
 State = Literal["up", "down"]

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from logtide_kafka._batch import send_logs
-from logtide_kafka._direct import configure, flush, send_log, stats
-from logtide_kafka._policy import FsyncPolicy, OnFull
-from logtide_kafka._publish import PublishOptions
 from logtide_kafka._redact import DEFAULT_REDACT_KEYS, REDACTED
 from logtide_kafka._routing import CATEGORIES, DEFAULT_TOPIC, TOPICS
 from logtide_kafka.producer import (
@@ -25,6 +21,10 @@ from logtide_kafka.producer import (
     get_producer,
     set_exit_timeout,
 )
+from logtide_kafka.producer._batch import send_logs
+from logtide_kafka.producer._direct import configure, flush, send_log, stats
+from logtide_kafka.producer._policy import FsyncPolicy, OnFull
+from logtide_kafka.producer._publish import PublishOptions
 from logtide_kafka.stdlib import KafkaHandler
 
 try:

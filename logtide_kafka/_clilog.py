@@ -17,17 +17,13 @@ from typing import Final
 
 import orjson
 
+from logtide_kafka._client_log import CLIENT_LOGGER, LIBRARY_LOGGER, in_logger_tree
 from logtide_kafka._redact import REDACTED
 
 __all__ = ["LOG_FORMATS", "LOG_LEVELS", "cli_logging"]
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS: Final = ("text", "json")
-ROOT: Final = "logtide_kafka"
-#: librdkafka's own lines (connection attempts, retries) for the short commands: shown
-#: only at ``--log-level debug``, since they would bury the one-line error those commands
-#: print.  The shipper's client lines (``logtide_kafka.shipper.kafka``) always show.
-_CLIENT_CHATTER: Final = "logtide_kafka.client"
 
 
 def _iso(created: float) -> str:
@@ -83,7 +79,7 @@ def cli_logging(
     if level not in LOG_LEVELS or fmt not in LOG_FORMATS:
         raise ValueError(f"level must be one of {LOG_LEVELS}, fmt one of {LOG_FORMATS}")
     threshold = logging.getLevelNamesMapping()[level.upper()]
-    logger = logging.getLogger(ROOT)
+    logger = logging.getLogger(LIBRARY_LOGGER)
     # sys.stderr as it is now (a test may have replaced it), not as it was at import.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(fmt, scrubber(secrets)))
@@ -101,5 +97,7 @@ def cli_logging(
 
 
 def _not_client_chatter(record: logging.LogRecord) -> bool:
-    name = record.name
-    return not (name == _CLIENT_CHATTER or name.startswith(_CLIENT_CHATTER + "."))
+    """librdkafka's own lines (connection attempts, retries) for the short commands: shown
+    only at ``--log-level debug``, since they would bury the one-line error those commands
+    print.  The shipper's client lines (``logtide_kafka.shipper.kafka``) always show."""
+    return not in_logger_tree(record.name, CLIENT_LOGGER)

@@ -29,9 +29,9 @@ from logtide_kafka._event import (
     normalize_service,
     safe_str,
 )
-from logtide_kafka._publish import Publisher, PublishOptions
 from logtide_kafka._routing import DEFAULT_TOPIC
 from logtide_kafka.producer import LogProducer, ProducerStats, get_producer
+from logtide_kafka.producer._publish import Publisher, PublishOptions
 
 if TYPE_CHECKING:
     from structlog.typing import EventDict, WrappedLogger

@@ -14,8 +14,9 @@ from typing import NamedTuple
 
 import pytest
 
-from logtide_kafka import _lifecycle, close_all
+from logtide_kafka import close_all
 from logtide_kafka._routing import TOPICS
+from logtide_kafka.producer import _lifecycle
 from logtide_kafka.testing import LocalKafka, create_topics
 
 KAFKA_FIXTURES = {"kafka_bootstrap", "topic", "kafka3", "layout"}

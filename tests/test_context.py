@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import logtide_kafka
 from logtide_kafka import KafkaHandler
-from logtide_kafka._context import current_trace_ids
+from logtide_kafka.producer._context import current_trace_ids
 from logtide_kafka.structlog import KafkaProcessor
 from logtide_kafka.testing import event_problems, read_events
 

@@ -6,7 +6,7 @@ import time
 
 import logtide_kafka
 from logtide_kafka import get_producer
-from logtide_kafka._policy import DeliveryPolicy
+from logtide_kafka.producer._policy import DeliveryPolicy
 
 
 class Spy:

@@ -22,8 +22,8 @@ from logtide_kafka._headers import (
     unwrap_key,
     wrap_key,
 )
-from logtide_kafka._spool import Spool
 from logtide_kafka.producer import DeliveryPolicy, LogProducer, resolve_config
+from logtide_kafka.producer._spool import Spool
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import logtide_kafka
-from logtide_kafka import _lifecycle
 from logtide_kafka import producer as producer_module
+from logtide_kafka.producer import _lifecycle
 from logtide_kafka.testing import read_events
 
 APPS = Path(__file__).resolve().parent / "apps"

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 import logtide_kafka
-from logtide_kafka import DEFAULT_REDACT_KEYS, REDACTED, KafkaHandler, _lifecycle
+from logtide_kafka import DEFAULT_REDACT_KEYS, REDACTED, KafkaHandler
+from logtide_kafka.producer import _lifecycle
 from logtide_kafka.structlog import KafkaProcessor
 
 

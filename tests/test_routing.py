@@ -10,8 +10,9 @@ import uuid
 import pytest
 
 import logtide_kafka
-from logtide_kafka import KafkaHandler, _lifecycle
+from logtide_kafka import KafkaHandler
 from logtide_kafka._routing import Router
+from logtide_kafka.producer import _lifecycle
 from logtide_kafka.testing import create_topics, read_events
 
 APP, INFRA, SEC = "logs.application", "logs.infrastructure", "logs.security"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from logtide_kafka._spool import Record, Spool, SpoolLocked
+from logtide_kafka.producer._spool import Record, Spool, SpoolLocked
 
 _FRAME = 14  # struct "<IIHi"
 
@@ -277,7 +277,7 @@ def test_second_open_in_the_same_process_is_locked(tmp_path: Path) -> None:
 def test_another_process_is_locked_out(tmp_path: Path) -> None:
     script = (
         "import sys\n"
-        "from logtide_kafka._spool import Spool, SpoolLocked\n"
+        "from logtide_kafka.producer._spool import Spool, SpoolLocked\n"
         "try:\n"
         "    Spool(sys.argv[1]).close()\n"
         "except SpoolLocked:\n"

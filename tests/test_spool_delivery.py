@@ -14,8 +14,8 @@ import pytest
 from confluent_kafka import Consumer
 
 from logtide_kafka import KafkaHandler, LogProducer
-from logtide_kafka._spool import Spool
 from logtide_kafka.producer import DeliveryPolicy, resolve_config
+from logtide_kafka.producer._spool import Spool
 from logtide_kafka.testing import LocalKafka, create_topics, read_events
 
 

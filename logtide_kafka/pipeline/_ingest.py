@@ -169,7 +169,7 @@ def _convert(value: Any, source: Source) -> tuple[dict[str, Any], bool]:
 
 
 def encode_entry(entry: dict[str, Any]) -> bytes:
-    """An entry as JSON bytes (never raises: odd values are repaired, see ``_event``).
+    """An entry as JSON bytes (never raises: odd values are repaired, see ``_encode``).
 
     An entry holds decoded JSON (string keys, JSON types), which orjson encodes as
     ``encode_event`` would without its options; they matter only when orjson refuses the

@@ -35,6 +35,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from logtide_kafka._client_log import CLIENT_LOGGER
 from logtide_kafka._topic_name import LEGAL_TOPIC, MAX_TOPIC_LENGTH
 
 __all__ = [
@@ -67,7 +68,7 @@ _TOPIC_KEYS: Final = frozenset(
     {"partitions", "replication_factor", "retention", "retention_bytes", "config"}
 )
 # librdkafka reports every refused connection; the caller's errors say it once.
-_QUIET: Final = logging.getLogger("logtide_kafka.client")
+_QUIET: Final = logging.getLogger(CLIENT_LOGGER)
 
 
 def _int_or_none(text: str | None) -> int | None:

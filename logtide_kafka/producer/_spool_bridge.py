@@ -12,10 +12,10 @@ from typing import Any, Final, Protocol
 import orjson
 from confluent_kafka import KafkaError
 
-from logtide_kafka._counters import UNCONFIRMED, Counters
 from logtide_kafka._headers import Headers, event_headers, new_event_id, unwrap_key
-from logtide_kafka._policy import DeliveryPolicy
-from logtide_kafka._spool import Spool, SpoolLocked
+from logtide_kafka.producer._counters import UNCONFIRMED, Counters
+from logtide_kafka.producer._policy import DeliveryPolicy
+from logtide_kafka.producer._spool import Spool, SpoolLocked
 
 __all__ = ["ADOPT_INTERVAL", "REPLAY_CHUNK", "RETURN_TO_SPOOL", "SpoolBridge", "open_spool"]
 

@@ -18,8 +18,8 @@ from typing import Any, Final
 import orjson
 from confluent_kafka import KafkaError, KafkaException
 
-from logtide_kafka._policy import DeliveryPolicy
-from logtide_kafka._report import report
+from logtide_kafka.producer._policy import DeliveryPolicy
+from logtide_kafka.producer._report import report
 
 __all__ = [
     "MAX_TOPICS",

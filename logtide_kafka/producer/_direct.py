@@ -11,8 +11,6 @@ from typing import Any, Final
 from typing_extensions import Unpack
 
 from logtide_kafka._event import HOSTNAME, make_event, normalize_level, normalize_service, safe_str
-from logtide_kafka._policy import DeliveryPolicy
-from logtide_kafka._publish import Publisher, PublishOptions
 from logtide_kafka._routing import DEFAULT_TOPIC
 from logtide_kafka.producer import (
     LogProducer,
@@ -21,6 +19,8 @@ from logtide_kafka.producer import (
     get_producer,
     stats_all,
 )
+from logtide_kafka.producer._policy import DeliveryPolicy
+from logtide_kafka.producer._publish import Publisher, PublishOptions
 
 __all__ = ["configure", "flush", "send_log", "stats"]
 

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 from time import time
 from typing import Any, Final
 
-from logtide_kafka._direct import _default_publisher, _service_key
 from logtide_kafka._event import HOSTNAME, make_event, normalize_level, safe_str
+from logtide_kafka.producer._direct import _default_publisher, _service_key
 
 __all__ = ["send_logs"]
 

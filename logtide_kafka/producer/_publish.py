@@ -9,12 +9,12 @@ from typing import Any, Final, TypedDict
 
 from typing_extensions import Unpack
 
-from logtide_kafka._context import OTEL_MODULE as _OTEL
-from logtide_kafka._context import current_trace_ids
-from logtide_kafka._policy import DeliveryPolicy, FsyncPolicy, OnFull
 from logtide_kafka._redact import DEFAULT_REDACT_KEYS, Redactor
 from logtide_kafka._routing import DEFAULT_TOPIC, Router
 from logtide_kafka.producer import LogProducer, set_exit_timeout
+from logtide_kafka.producer._context import OTEL_MODULE as _OTEL
+from logtide_kafka.producer._context import current_trace_ids
+from logtide_kafka.producer._policy import DeliveryPolicy, FsyncPolicy, OnFull
 
 __all__ = ["PublishOptions", "Publisher", "check_options"]
 

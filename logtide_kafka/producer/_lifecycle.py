@@ -27,9 +27,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol, TypeVar, cast
 
 from logtide_kafka._client_log import LIBRARY_LOGGER
-from logtide_kafka._counters import ProducerStats, add_up
-from logtide_kafka._policy import DeliveryPolicy
-from logtide_kafka._report import report
+from logtide_kafka.producer._counters import ProducerStats, add_up
+from logtide_kafka.producer._policy import DeliveryPolicy
+from logtide_kafka.producer._report import report
 
 __all__ = [
     "DEFAULT_EXIT_TIMEOUT",

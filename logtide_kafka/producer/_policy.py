@@ -11,7 +11,7 @@ __all__ = ["DEFAULT_POLICY", "FSYNC_POLICIES", "DeliveryPolicy", "FsyncPolicy", 
 #: ``drop`` the newest event, ``block`` the caller for up to ``block_timeout`` seconds, or
 #: ``spool`` the event to disk and replay it once Kafka accepts again.
 OnFull = Literal["drop", "block", "spool"]
-#: When the spool calls ``fsync``: see :mod:`logtide_kafka._spool`.
+#: When the spool calls ``fsync``: see :mod:`logtide_kafka.producer._spool`.
 FsyncPolicy = Literal["never", "interval", "always"]
 
 _ON_FULL: Final = frozenset(get_args(OnFull))

@@ -71,8 +71,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from logtide_kafka._policy import FSYNC_POLICIES, FsyncPolicy
-from logtide_kafka._report import report
+from logtide_kafka.producer._policy import FSYNC_POLICIES, FsyncPolicy
+from logtide_kafka.producer._report import report
 
 __all__ = ["FsyncPolicy", "Record", "Spool", "SpoolLocked"]
 

@@ -5,11 +5,12 @@ callbacks, so application threads only ever call the non-blocking ``produce()``.
 instance exists per distinct configuration (``get_producer``), and every instance is
 flushed, within a bound, when the interpreter exits.
 
-This is the public module.  Its rooms: the process-wide registry, exit bound and exit
-hooks are in :mod:`logtide_kafka._lifecycle`; the counters and the warnings they feed in
-:mod:`logtide_kafka._counters`; the way to and from the disk spool in
-:mod:`logtide_kafka._spool_bridge`.  ``LogProducer`` keeps the send path and the life of
-its one client.
+This package is the producer wing (``docs/architecture.md``) and this module its public
+face.  Its rooms: the process-wide registry, exit bound and exit hooks in ``_lifecycle``;
+the counters and the warnings they feed in ``_counters``; the way to and from the disk
+spool in ``_spool_bridge``; the full-queue policies in ``_policy``; what every integration
+does before producing in ``_publish``; ``send_log`` and ``send_logs`` in ``_direct`` and
+``_batch``.  ``LogProducer`` keeps the send path and the life of its one client.
 """
 
 from __future__ import annotations
@@ -25,15 +26,8 @@ from typing import Any, Final
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from logtide_kafka import _lifecycle
 from logtide_kafka._client_log import CLIENT_LOGGER, LIBRARY_LOGGER, CollapsedLog, handled
 from logtide_kafka._contract import replace_forbidden_json
-from logtide_kafka._counters import (
-    METADATA_TIMEOUT,
-    PURGED,
-    Counters,
-    ProducerStats,
-)
 from logtide_kafka._encode import (
     BUDGETS_IN_USE,
     DECODE_BUDGET,
@@ -44,7 +38,15 @@ from logtide_kafka._encode import (
 )
 from logtide_kafka._fit import fit_payload
 from logtide_kafka._headers import Headers, event_headers, new_event_id, wrap_key
-from logtide_kafka._lifecycle import (
+from logtide_kafka._threads import start_daemon
+from logtide_kafka.producer import _lifecycle
+from logtide_kafka.producer._counters import (
+    METADATA_TIMEOUT,
+    PURGED,
+    Counters,
+    ProducerStats,
+)
+from logtide_kafka.producer._lifecycle import (
     DEFAULT_EXIT_TIMEOUT,
     EXIT_TIMEOUT_ENV,
     close_all,
@@ -53,9 +55,8 @@ from logtide_kafka._lifecycle import (
     set_exit_timeout,
     stats_all,
 )
-from logtide_kafka._policy import DEFAULT_POLICY, DeliveryPolicy
-from logtide_kafka._spool_bridge import RETURN_TO_SPOOL, SpoolBridge, open_spool
-from logtide_kafka._threads import start_daemon
+from logtide_kafka.producer._policy import DEFAULT_POLICY, DeliveryPolicy
+from logtide_kafka.producer._spool_bridge import RETURN_TO_SPOOL, SpoolBridge, open_spool
 
 __all__ = [
     "DEFAULT_CONFIG",
