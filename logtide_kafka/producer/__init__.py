@@ -536,7 +536,11 @@ class LogProducer:
     def _enter_forked_child(self) -> None:
         """Called by the at-fork hook in a child: the client is the parent's until
         :meth:`_after_fork` starts this process's own (on the first send)."""
-        self._usable, self._forked = False, True
+        # The parent's client, a closed one too, is kept: the child's garbage collector
+        # must never destroy it (that joins threads the child does not have: a crash).
+        _lifecycle.abandon(self._producer)
+        if not self.closed:
+            self._usable, self._forked = False, True
 
     def _after_fork(self) -> None:
         """In a forked child the parent's librdkafka threads do not exist: start afresh.

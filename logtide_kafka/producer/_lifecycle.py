@@ -15,6 +15,7 @@ builds them and is the public face of these functions.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import logging
 import os
@@ -74,7 +75,8 @@ class Managed(Protocol):
     def stats(self) -> ProducerStats: ...
 
     def _enter_forked_child(self) -> None:
-        """Called in a forked child: stop using the parent's client until restarted."""
+        """Called in a forked child, closed or not: keep the parent's client from the
+        child's garbage collector, and stop using it until restarted."""
 
 
 _M = TypeVar("_M", bound=Managed)
@@ -290,6 +292,12 @@ def _handle_sigterm() -> None:
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            # Registered last, so the child's hook runs after every at-fork hook of import.
+            os.register_at_fork(
+                before=_block_sigterm_for_fork,
+                after_in_parent=_unblock_sigterm_in_parent,
+                after_in_child=_unblock_sigterm_in_child,
+            )
     except (ValueError, OSError):  # not the main interpreter, or no signals here
         pass
 
@@ -304,6 +312,59 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 # -- fork and exit ------------------------------------------------------------------------------
 
+# -- SIGTERM across fork() --------------------------------------------------------------------
+# A child inherits the handler above, but until the interpreter has run its after-fork
+# steps a SIGTERM sent to it is lost: one that arrives before them is cleared, and one
+# taken inside an at-fork hook has its SystemExit swallowed.  ``Pool.terminate()`` sends
+# SIGTERM to a worker it may have forked a moment before (replacing one that died), then
+# waits for it forever.  So the forking thread blocks SIGTERM across fork(): in the child
+# it stays pending until the last at-fork hook, then ends the child as the default
+# disposition would (a child that has run nothing has no events of its own).
+
+#: Threads (by ident) that blocked SIGTERM for a fork in progress.
+_sigterm_blocked_for_fork: set[int] = set()
+
+
+def _block_sigterm_for_fork() -> None:
+    if signal.getsignal(signal.SIGTERM) is not _exit_on_sigterm:
+        return  # the application's own handler (or none): not ours to protect
+    try:
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    except SystemExit:  # a SIGTERM taken here, inside the hook, would be swallowed
+        _sigterm_again()
+        blocked = set()
+    if signal.SIGTERM not in blocked:
+        _sigterm_blocked_for_fork.add(threading.get_ident())
+
+
+def _unblock_sigterm_in_parent() -> None:
+    if threading.get_ident() not in _sigterm_blocked_for_fork:
+        return
+    _sigterm_blocked_for_fork.discard(threading.get_ident())
+    try:  # a SIGTERM that came during the fork is handled in this call
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    except SystemExit:
+        _sigterm_again()
+
+
+def _sigterm_again() -> None:
+    """Hand a SIGTERM the handler took inside an at-fork hook (which swallows its
+    SystemExit) back to the main thread, which takes it once the hooks have returned."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # only the main thread runs handlers
+    _thread.interrupt_main(signal.SIGTERM)
+
+
+def _unblock_sigterm_in_child() -> None:
+    if threading.get_ident() not in _sigterm_blocked_for_fork:
+        return
+    _sigterm_blocked_for_fork.clear()  # the parent's other forking threads are not here
+    if signal.SIGTERM in signal.sigpending():  # terminated before it could run anything
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    except SystemExit:  # one came in between: the handler has restored the default
+        os.kill(os.getpid(), signal.SIGTERM)
+
 
 def _in_forked_child() -> None:
     global _registry_lock, _hooked_pid, _sigterm_at
@@ -311,8 +372,7 @@ def _in_forked_child() -> None:
     _sigterm_at = None
     _registry_lock = threading.RLock()  # a parent thread may have held it at the fork
     for producer in list(_instances):
-        if not producer.closed:
-            producer._enter_forked_child()
+        producer._enter_forked_child()  # closed ones too: see LogProducer's
 
 
 os.register_at_fork(after_in_child=_in_forked_child)
