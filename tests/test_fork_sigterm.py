@@ -12,9 +12,9 @@ APP = Path(__file__).resolve().parent / "apps" / "fork_sigterm.py"
 CHILDREN = 8
 
 
-def _run(scenario: str, bootstrap: str) -> list[int | None]:
+def _run(scenario: str, bootstrap: str, topic: str = "logs.application") -> list[int | None]:
     result = subprocess.run(
-        [sys.executable, str(APP), scenario, bootstrap, str(CHILDREN)],
+        [sys.executable, str(APP), scenario, bootstrap, str(CHILDREN), topic],
         capture_output=True,
         text=True,
         timeout=300,  # each child is waited for 10 s at most, then killed
@@ -36,7 +36,9 @@ def test_a_child_terminated_right_after_start_ends(dead_bootstrap: str) -> None:
     assert set(codes) <= {-15, 143, 1}, codes
 
 
-def test_a_child_never_destroys_the_parents_closed_clients(kafka_bootstrap: str) -> None:
+def test_a_child_never_destroys_the_parents_closed_clients(
+    kafka_bootstrap: str, topic: str
+) -> None:
     # The child's garbage collector used to destroy the parent's closed clients, which
     # joins threads the child does not have: it crashed (-11) or hung (None).
-    assert _run("garbage", kafka_bootstrap) == [0] * CHILDREN
+    assert _run("garbage", kafka_bootstrap, topic) == [0] * CHILDREN

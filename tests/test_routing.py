@@ -100,7 +100,7 @@ def _topics_of(servers: str, service: str, count: int) -> dict[str, str]:
     """message -> topic, for ``count`` events of ``service`` across the layout's topics."""
     found: dict[str, str] = {}
     for topic in (APP, INFRA, SEC):
-        for event in read_events(servers, topic, where=lambda e: e["service"] == service):
+        for event in read_events(servers, topic, where=lambda e: e.get("service") == service):
             assert event.value["message"] not in found, "an event was sent twice"
             found[event.value["message"]] = topic
     assert len(found) == count, found

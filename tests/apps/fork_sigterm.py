@@ -1,5 +1,5 @@
 """Forked children of a process that uses the library: ``python fork_sigterm.py SCENARIO
-BOOTSTRAP [COUNT]`` prints one JSON line ``{"exitcodes": [...], "survivors": N}``.
+BOOTSTRAP [COUNT [TOPIC]]`` prints one JSON line ``{"exitcodes": [...], "survivors": N}``.
 
 - ``early``: COUNT children are terminated right after ``start()``, as ``Pool.terminate()``
   does to a worker the pool has just replaced.  The process runs on one CPU, so a child
@@ -23,7 +23,9 @@ import time
 from logtide_kafka import get_producer
 
 JOIN_SECONDS = 10
-TOPIC = "logs.application"
+#: Where ``garbage``'s parent sends (the test passes a topic of its own, so no other test
+#: reads these events).
+TOPIC = sys.argv[4] if len(sys.argv) > 4 else "logs.application"
 
 
 def _sleep() -> None:
