@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from logtide_kafka._dedupe import RecentIds
 from logtide_kafka._delivery import Item
-from logtide_kafka._ingest import Source, Unshippable, body_size, encode_entry, normalize
+from logtide_kafka._ingest import Source, Unshippable, body_size, to_payload
 from logtide_kafka._metrics import ShipperMetrics
 from logtide_kafka._offsets import Offsets, PartitionKey
 from logtide_kafka._shipper_log import SHIPPER_LOG as _log
@@ -129,11 +129,11 @@ class Reader:
 
         Runs for every message consumed, so the common case is one loop with its lookups
         hoisted, and the counters reach the metrics (a lock) once per call."""
-        pending = self._pending
+        pending = self._pending.append
         track = self._offsets.add
         dlq_topic = self._dlq_topic
         repeats = self._recent.repeats
-        consumed = normalized = 0
+        consumed = normalized = dropped = 0
         try:
             for message in messages:
                 error = message.error()
@@ -145,6 +145,7 @@ class Reader:
                 partition = message.partition() or 0
                 offset = message.offset() or 0
                 kind, stamp = message.timestamp()
+                key = (topic, partition)
                 source = _new_source(
                     (topic, partition, offset, message.key(), stamp if kind else None)
                 )
@@ -157,24 +158,26 @@ class Reader:
                     item = Item(source, raw, None, done=True)
                 else:
                     consumed += 1
-                    if repeats(topic, partition, offset, message.headers()):
-                        self._metrics.add("duplicates_dropped")  # its first copy is shipped
+                    if repeats(key, offset, message.headers()):
+                        dropped += 1  # its first copy is shipped
                         item = Item(source, raw, None, done=True)
                     else:
                         try:
-                            entry, converted = normalize(raw, source)
+                            payload, converted = to_payload(raw, source)
                         except Unshippable as exc:
                             item = Item(source, raw, None, exc.reason)
                         else:
                             normalized += converted
-                            item = Item(source, raw, encode_entry(entry))
-                pending.append(item)
-                track((topic, partition), item)
+                            item = Item(source, raw, payload)
+                pending(item)
+                track(key, item)
         finally:
             if consumed:
                 self._metrics.add("messages_consumed", consumed)
             if normalized:
                 self._metrics.add("normalized", normalized)
+            if dropped:
+                self._metrics.add("duplicates_dropped", dropped)
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():
