@@ -179,8 +179,10 @@ def _splice(raw: bytes, value: dict[str, Any], source: Source) -> bytes | None:
     gives None: the caller encodes the entry.  So does a value with many brackets: the
     entry could be nested deeper than orjson encodes, and encode_entry repairs it.
     """
-    if raw.count(b"{") + raw.count(b"[") >= _SPLICE_DEPTH:
-        return None  # perhaps nested deeper than orjson encodes: encode_entry repairs it
+    if len(raw) >= 2 * _SPLICE_DEPTH and raw.count(b"{") + raw.count(b"[") >= _SPLICE_DEPTH:
+        # Perhaps nested deeper than orjson encodes: encode_entry repairs it.  (A shorter
+        # value cannot hold that many brackets, opened and closed: no need to count.)
+        return None
     last = len(raw) - 1
     while raw[last] in _JSON_SPACE:
         last -= 1

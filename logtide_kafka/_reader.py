@@ -59,7 +59,10 @@ class Reader:
         self._metrics = metrics
         self._dlq_topic = dlq_topic
         self._max_events = batch_max_events
-        self._max_bytes = batch_max_bytes
+        # For n >= 1 entries, body_size(sizes, n) is the sum of (size + 1) plus
+        # body_size(0, 1) - 1: the body stays within batch_max_bytes while that sum stays
+        # within this budget (counted per item, without a call).
+        self._budget = batch_max_bytes - body_size(0, 1) + 1
         self._max_wait = batch_max_wait
         self._stopping = stopping
         self._redact = redact
@@ -77,22 +80,22 @@ class Reader:
         if self._paused:
             self._resume()
         batch: list[Item] = []
-        size = entries = 0
+        used = 0  # the entries' sizes, each plus its separator
         deadline: float | None = None
         pending = self._pending
-        max_events, max_bytes = self._max_events, self._max_bytes
+        take, append = pending.popleft, batch.append
+        max_events, budget = self._max_events, self._budget
         while not self._stopping():
             if pending and deadline is None:
                 deadline = time.monotonic() + self._max_wait
             while pending and len(batch) < max_events:
                 payload = pending[0].payload
                 if payload is not None:
-                    grown = body_size(size + len(payload), entries + 1)
-                    if entries and grown > max_bytes:
+                    grown = used + len(payload) + 1
+                    if used and grown > budget:
                         return batch  # full by size; the item starts the next batch
-                    size += len(payload)
-                    entries += 1
-                batch.append(pending.popleft())
+                    used = grown
+                append(take())
             now = time.monotonic()
             if len(batch) >= max_events or (deadline is not None and now >= deadline):
                 return batch
