@@ -94,6 +94,14 @@ class Source(NamedTuple):
         """``{"topic", "partition", "offset"}``, as stored in ``metadata.kafka``."""
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
 
+    def coordinates_json(self) -> bytes:
+        """:meth:`coordinates` encoded as ``orjson.dumps`` does, without the dict."""
+        return b'{"topic":%s,"partition":%d,"offset":%d}' % (
+            orjson.dumps(self.topic),
+            self.partition,
+            self.offset,
+        )
+
 
 class Unshippable(ValueError):
     """A message that cannot be made into a valid LogTide entry (it goes to the DLQ)."""
@@ -183,11 +191,28 @@ def _splice(raw: bytes, value: dict[str, Any], source: Source) -> bytes | None:
         # Perhaps nested deeper than orjson encodes: encode_entry repairs it.  (A shorter
         # value cannot hold that many brackets, opened and closed: no need to count.)
         return None
+    if raw.endswith(b"}}") and "trace_id" not in value and "span_id" not in value:
+        end = len(raw) - 2  # compact, metadata last: the common case, no search
+    else:
+        end = _metadata_end(raw, value)
+        if end < 0:
+            return None
+    return b'%s%s"kafka":%s%s' % (
+        raw[:end],
+        b"," if value["metadata"] else b"",
+        source.coordinates_json(),
+        raw[end:],
+    )
+
+
+def _metadata_end(raw: bytes, value: dict[str, Any]) -> int:
+    """Where the last ``metadata``'s closing brace is in ``raw`` (see :func:`_splice`),
+    or -1."""
     last = len(raw) - 1
     while raw[last] in _JSON_SPACE:
         last -= 1
     if raw[last] != _CLOSE:
-        return None
+        return -1
     tail = b""
     if "trace_id" in value:
         tail = b',"trace_id":"%s"' % value["trace_id"].encode()
@@ -195,15 +220,11 @@ def _splice(raw: bytes, value: dict[str, Any], source: Source) -> bytes | None:
         tail += b',"span_id":"%s"' % value["span_id"].encode()
     end = last - len(tail)
     if tail and raw[end:last] != tail:
-        return None
+        return -1
     end -= 1
     while raw[end] in _JSON_SPACE:
         end -= 1
-    if raw[end] != _CLOSE:
-        return None
-    coordinates = orjson.dumps(source.coordinates())
-    comma = b"," if value["metadata"] else b""
-    return b'%s%s"kafka":%s%s' % (raw[:end], comma, coordinates, raw[end:])
+    return end if raw[end] == _CLOSE else -1
 
 
 def _convert(value: Any, source: Source) -> tuple[dict[str, Any], bool]:

@@ -664,3 +664,11 @@ def test_the_time_check_per_second_is_the_pattern(text: str) -> None:
     ):
         assert _ingest._written_time(primed)  # the cache now holds this second
         assert _ingest._written_time(text) is expected
+
+
+@pytest.mark.parametrize(
+    "source",
+    [SOURCE, Source("logs.x", 0, 0), Source('odd "topic" \\ \u00e9', 2**31 - 1, 2**63 - 1)],
+)
+def test_the_coordinates_json_is_the_coordinates_encoded(source: Source) -> None:
+    assert source.coordinates_json() == orjson.dumps(source.coordinates())
