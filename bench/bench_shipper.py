@@ -59,7 +59,12 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from logtide_kafka._headers import event_headers, new_event_id
 from logtide_kafka.pipeline._ingest import encode_body
-from logtide_kafka.pipeline.shipper import DEFAULT_CONCURRENCY, Shipper, ShipperConfig
+from logtide_kafka.pipeline.shipper import (
+    DEFAULT_CONCURRENCY,
+    Shipper,
+    ShipperConfig,
+    _freeze_start_up_heap,
+)
 from logtide_kafka.testing import create_topics, kafka_or_local
 
 # The test server is a test helper, not part of the package.
@@ -179,6 +184,7 @@ def ship(conn: Connection, settings: dict[str, Any], events: int) -> None:
     """Child process: run a Shipper until it shipped ``events``; report time, CPU, RSS."""
     settings["topics"] = tuple(settings["topics"])
     shipper = Shipper(ShipperConfig(**settings))
+    _freeze_start_up_heap()  # as `logtide-kafka ship` does
     consumer_tid: list[int] = []
 
     def run() -> None:

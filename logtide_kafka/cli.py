@@ -244,7 +244,11 @@ def _cmd_ship(args: argparse.Namespace) -> int:
         raise CliError("no LogTide API key: set LOGTIDE_API_KEY (or pass --api-key)")
     try:
         # Lazily: the shipper needs the [ship] extra, no other command does.
-        from logtide_kafka.pipeline.shipper import ShipperConfig, run_shipper  # noqa: PLC0415
+        from logtide_kafka.pipeline.shipper import (  # noqa: PLC0415
+            ShipperConfig,
+            _freeze_start_up_heap,
+            run_shipper,
+        )
     except ImportError as exc:
         raise CliError(
             f"the shipper is not available ({exc}); install 'logtide-kafka[ship]'"
@@ -270,6 +274,7 @@ def _cmd_ship(args: argparse.Namespace) -> int:
             consumer_config=_settings(args),
             **{key: value for key, value in options.items() if value is not None},
         )
+        _freeze_start_up_heap()  # this process only ships
         return int(run_shipper(config))
     except (ValueError, OSError, KafkaException) as exc:
         # Whatever the shipper put in the message, the key stays out of the output.

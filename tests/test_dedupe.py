@@ -24,25 +24,27 @@ def _h(event_id: bytes) -> list[tuple[str, bytes]]:
 
 def test_a_repeat_at_another_offset_is_dropped_a_reread_is_not() -> None:
     recent = RecentIds(window=10)
-    assert not recent.repeats("t", 0, 5, _h(b"a"))
-    assert not recent.repeats("t", 0, 5, _h(b"a"))  # the same message read again: ship it
-    assert recent.repeats("t", 0, 9, _h(b"a"))  # a replayed copy
-    assert recent.repeats("t", 0, 9, _h(b"a"))  # ... read again: still the copy
-    assert not recent.repeats("t", 1, 3, _h(b"a"))  # another partition: not the same event
-    assert not recent.repeats("u", 0, 9, _h(b"a"))  # another topic
-    assert not recent.repeats("t", 0, 10, None)  # no id: never a repeat
-    assert not recent.repeats("t", 0, 11, [("content-type", b"x")])
+    assert not recent.repeats(("t", 0), 5, _h(b"a"))
+    assert not recent.repeats(("t", 0), 5, _h(b"a"))  # the same message read again: ship it
+    assert recent.repeats(("t", 0), 9, _h(b"a"))  # a replayed copy
+    assert recent.repeats(("t", 0), 9, _h(b"a"))  # ... read again: still the copy
+    assert not recent.repeats(("t", 1), 3, _h(b"a"))  # another partition: not the same event
+    assert not recent.repeats(("u", 0), 9, _h(b"a"))  # another topic
+    assert not recent.repeats(("t", 0), 10, None)  # no id: never a repeat
+    assert not recent.repeats(("t", 0), 11, [("content-type", b"x")])
+    assert recent.repeats(("t", 0), 12, event_headers({}, b"a"))  # the id first, as produced
+    assert not recent.repeats(("t", 0), 13, [(EVENT_ID, None), ("x", b"a")])
     assert len(recent) == 3
 
 
 def test_the_window_is_bounded_and_forgets_the_oldest() -> None:
     recent = RecentIds(window=1000)
     for offset in range(5000):
-        assert not recent.repeats("t", offset % 3, offset, _h(b"id-%d" % offset))
+        assert not recent.repeats(("t", offset % 3), offset, _h(b"id-%d" % offset))
     assert len(recent) == 1000
-    assert recent.repeats("t", 4999 % 3, 6000, _h(b"id-4999"))  # remembered
-    assert recent.repeats("t", 4000 % 3, 6001, _h(b"id-4000"))  # the oldest kept
-    assert not recent.repeats("t", 3999 % 3, 6002, _h(b"id-3999"))  # forgotten: shipped
+    assert recent.repeats(("t", 4999 % 3), 6000, _h(b"id-4999"))  # remembered
+    assert recent.repeats(("t", 4000 % 3), 6001, _h(b"id-4000"))  # the oldest kept
+    assert not recent.repeats(("t", 3999 % 3), 6002, _h(b"id-3999"))  # forgotten: shipped
     assert len(recent) == 1000
     with pytest.raises(ValueError, match="window"):
         RecentIds(window=0)

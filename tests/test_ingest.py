@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from logtide_kafka.pipeline._ingest import (
     normalize,
     parse_time,
     to_logtide_level,
+    to_payload,
     validate_entry,
 )
 
@@ -566,6 +568,77 @@ def test_the_fast_path_gives_what_the_full_steps_give(
         assert quick[0]["metadata"]["kafka"] == KAFKA
 
 
+_PLAIN = b'{"time":"2025-11-25T08:30:03.214Z","service":"s","level":"info","message":"m",'
+_IDS = b'"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7"'
+# (raw value, whether its own bytes are sent with metadata.kafka spliced in).
+PAYLOAD_CASES: list[tuple[bytes, bool]] = [
+    # Native and read by orjson: spliced (a lone surrogate needs the second parser; an
+    # entry nested too deep for orjson is repaired by encode_entry).
+    *[
+        (raw, fast and b"\\ud800" not in raw and b"[" * 300 not in raw)
+        for raw, fast in FAST_PATH_CASES
+    ],
+    (_PLAIN + b'"metadata":{"deep":' + _nested(248) + b"}}", False),
+    (_PLAIN + b'"metadata":{"deep":' + _nested(247) + b"}}", True),
+    (_PLAIN + b'"metadata":{}}', True),
+    (b" \n" + _PLAIN + b' "metadata" : { "a" : [1, {"b": {}}] }\n\t}\r\n', True),
+    (_PLAIN + b'"metadata":{ } ,' + _IDS + b"}", True),
+    (_PLAIN + b'"metadata":{ }, ' + _IDS + b"}", False),  # not as the producer writes it
+    (_PLAIN + b'"metadata":{"x":"}"},' + _IDS.replace(b",", b" ,") + b"}", False),
+    (
+        _PLAIN + b'"metadata":{"a":1},' + _IDS.split(b",")[1] + b"," + _IDS.split(b",")[0] + b"}",
+        False,
+    ),
+    (_PLAIN + b'"metadata":{"a":1},"trace_id":"\\u0034bf92f3577b34da6a3ce929d0e0e4736"}', False),
+    (b'{"metadata":{"a":{}},' + _PLAIN[1:-1] + b"}", False),  # metadata first: encoded
+    (_PLAIN + b'"metadata":{"a":"x\\"},\\"span_id\\":\\"00f067aa0ba902b7\\"}"}}', True),
+    (_PLAIN + b'"metadata":{"kafka":1,"a":{}},"metadata":{"b":{}}}', True),
+    (_PLAIN + b'"metadata":{"b":{}},"message":"last"}', False),
+    (_PLAIN + b'"metadata":{"a":1.0,"b":1e2,"c":-0,"d":true,"e":"\\u00e9\\/"}}', True),
+]
+
+
+@pytest.mark.parametrize(("raw", "spliced"), PAYLOAD_CASES)
+def test_the_payload_decodes_to_the_entry_normalize_gives(
+    raw: bytes, spliced: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the shipper sends: a native event's own bytes with metadata.kafka spliced in,
+    JSON-equivalent (as LogTide's parser reads it: the last of duplicate keys counts) to
+    the entry of the full steps, with the same metadata order; else the encoded entry."""
+    splices: list[bytes | None] = []
+    splice = _ingest._splice
+
+    def spy(*args: Any) -> bytes | None:
+        splices.append(splice(*args))
+        return splices[-1]
+
+    monkeypatch.setattr(_ingest, "_splice", spy)
+    reason: str | None = None
+    try:
+        entry, converted = normalize(raw, SOURCE)
+    except Unshippable as exc:
+        reason = exc.reason
+    if reason is not None:
+        with pytest.raises(Unshippable) as raised:
+            to_payload(raw, SOURCE)
+        assert raised.value.reason == reason
+        assert not spliced
+        return
+    payload, payload_converted = to_payload(raw, SOURCE)
+    assert payload_converted is converted
+    assert (splices[-1:] != [None] and splices != []) is spliced
+    # Types kept apart (1, 1.0, true), keys sorted: equal texts are equal JSON values.
+    expected = encode_entry(entry)
+    assert json.dumps(json.loads(payload), sort_keys=True) == json.dumps(
+        json.loads(expected), sort_keys=True
+    )
+    assert list(json.loads(payload)["metadata"]) == list(entry["metadata"])
+    assert json.loads(payload)["metadata"]["kafka"] == KAFKA
+    if spliced:  # its own bytes, up to its (last) metadata at least
+        cleaned = replace_forbidden_json(raw)
+        assert payload.startswith(cleaned[: cleaned.rindex(b'"metadata"')])
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -592,3 +665,11 @@ def test_the_time_check_per_second_is_the_pattern(text: str) -> None:
     ):
         assert _ingest._written_time(primed)  # the cache now holds this second
         assert _ingest._written_time(text) is expected
+
+
+@pytest.mark.parametrize(
+    "source",
+    [SOURCE, Source("logs.x", 0, 0), Source('odd "topic" \\ \u00e9', 2**31 - 1, 2**63 - 1)],
+)
+def test_the_coordinates_json_is_the_coordinates_encoded(source: Source) -> None:
+    assert source.coordinates_json() == orjson.dumps(source.coordinates())

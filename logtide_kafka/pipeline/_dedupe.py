@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Final
 
-from logtide_kafka._headers import event_id_of
+from logtide_kafka._headers import EVENT_ID, event_id_of
 
 __all__ = ["DEFAULT_WINDOW", "RecentIds"]
 
@@ -35,16 +35,24 @@ class RecentIds:
             raise ValueError("window must be >= 1")
         self._window = window
         self._seen: dict[tuple[str, int], dict[bytes, int]] = {}
-        self._order: deque[tuple[tuple[str, int], bytes]] = deque()
+        # The order ids were remembered in: two deques, not one of pairs (no tuple per id).
+        self._order_keys: deque[tuple[str, int]] = deque()
+        self._order_ids: deque[bytes] = deque()
 
-    def repeats(self, topic: str, partition: int, offset: int, headers: object) -> bool:
+    def repeats(self, key: tuple[str, int], offset: int, headers: object) -> bool:
         """Remember this message's id; True when the id was read before at another
-        offset of the partition (within the window).  Messages without an id never
-        repeat."""
-        event_id = event_id_of(headers)
+        offset of partition ``key`` (``(topic, partition)``) within the window.  Messages
+        without an id never repeat."""
+        # The producer writes the id first: one look before the general search.
+        event_id = None
+        if headers.__class__ is list and headers:
+            first_name, first_value = headers[0]
+            if first_name == EVENT_ID and first_value.__class__ is bytes:
+                event_id = first_value
+            else:
+                event_id = event_id_of(headers)
         if event_id is None:
             return False
-        key = (topic, partition)
         ids = self._seen.get(key)
         if ids is None:
             ids = self._seen[key] = {}
@@ -52,15 +60,16 @@ class RecentIds:
         if first is not None:
             return first != offset
         ids[event_id] = offset
-        self._order.append((key, event_id))
-        if len(self._order) > self._window:
-            old_key, old_id = self._order.popleft()
+        self._order_keys.append(key)
+        self._order_ids.append(event_id)
+        if len(self._order_ids) > self._window:
+            old_key = self._order_keys.popleft()
             old = self._seen[old_key]
-            del old[old_id]
+            del old[self._order_ids.popleft()]
             if not old:
                 del self._seen[old_key]
         return False
 
     def __len__(self) -> int:
         """Ids remembered."""
-        return len(self._order)
+        return len(self._order_ids)

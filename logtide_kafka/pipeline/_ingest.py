@@ -21,7 +21,6 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from logtide_kafka._contract import (
-    ENTRY_FIELDS,
     LEVEL_SET,
     MAX_BATCH,
     MAX_SERVICE_LEN,
@@ -47,6 +46,7 @@ __all__ = [
     "normalize",
     "parse_time",
     "to_logtide_level",
+    "to_payload",
     "validate_entry",
 ]
 
@@ -89,6 +89,14 @@ class Source(NamedTuple):
     def coordinates(self) -> dict[str, Any]:
         """``{"topic", "partition", "offset"}``, as stored in ``metadata.kafka``."""
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+    def coordinates_json(self) -> bytes:
+        """:meth:`coordinates` encoded as ``orjson.dumps`` does, without the dict."""
+        return b'{"topic":%s,"partition":%d,"offset":%d}' % (
+            orjson.dumps(self.topic),
+            self.partition,
+            self.offset,
+        )
 
 
 class Unshippable(ValueError):
@@ -134,6 +142,85 @@ def normalize(raw: bytes | None, source: Source) -> tuple[dict[str, Any], bool]:
         entry["metadata"]["kafka"] = source.coordinates()
         return entry, False
     return _convert(value, source)
+
+
+def to_payload(raw: bytes | None, source: Source) -> tuple[bytes, bool]:
+    """The encoded LogTide entry for one Kafka message value (what the shipper sends), or
+    raise :class:`Unshippable`: ``(encode_entry(entry), converted)`` of :func:`normalize`,
+    as JSON that decodes to the same entry.
+
+    A LogTide-native event (what this library's producer writes) is not encoded again:
+    its own bytes are sent with ``metadata.kafka`` spliced into its metadata object, which
+    is then its last member (see :func:`_splice`).  Anything else, or a value only the
+    second parser reads, takes :func:`normalize` and :func:`encode_entry`.
+    """
+    if raw is not None:  # U+0000 in any string: LogTide would answer 500
+        raw = replace_forbidden_json(raw)
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # normalize's second parser, or its reason
+        else:
+            if _is_native(value):
+                payload = _splice(raw, value, source)
+                if payload is not None:
+                    return payload, False
+    entry, converted = normalize(raw, source)
+    return encode_entry(entry), converted
+
+
+def _splice(raw: bytes, value: dict[str, Any], source: Source) -> bytes | None:
+    """``raw`` with ``"kafka": coordinates`` added to its metadata object, or None.
+
+    ``raw`` decoded (by orjson, strictly) to the native event ``value``: every top-level
+    value but ``metadata`` is a string, and ``metadata``, whose last occurrence is the one
+    that counts (for orjson as for LogTide's JSON.parse), has no ``kafka`` member.  The
+    text is read from its end: after the last ``metadata`` come only ``trace_id`` and
+    ``span_id`` (when present, as this library's producer writes them: compact, in that
+    order); an object before those (or before the closing brace) can only be that
+    ``metadata``, so the new member goes before its closing brace.  A string cannot hide
+    the tail: its quotes follow ``:`` and ``,``, never a backslash.  Any other layout
+    gives None: the caller encodes the entry.  So does a value with many brackets: the
+    entry could be nested deeper than orjson encodes, and encode_entry repairs it.
+    """
+    if len(raw) >= 2 * _SPLICE_DEPTH and raw.count(b"{") + raw.count(b"[") >= _SPLICE_DEPTH:
+        # Perhaps nested deeper than orjson encodes: encode_entry repairs it.  (A shorter
+        # value cannot hold that many brackets, opened and closed: no need to count.)
+        return None
+    if raw.endswith(b"}}") and "trace_id" not in value and "span_id" not in value:
+        end = len(raw) - 2  # compact, metadata last: the common case, no search
+    else:
+        end = _metadata_end(raw, value)
+        if end < 0:
+            return None
+    return b'%s%s"kafka":%s%s' % (
+        raw[:end],
+        b"," if value["metadata"] else b"",
+        source.coordinates_json(),
+        raw[end:],
+    )
+
+
+def _metadata_end(raw: bytes, value: dict[str, Any]) -> int:
+    """Where the last ``metadata``'s closing brace is in ``raw`` (see :func:`_splice`),
+    or -1."""
+    last = len(raw) - 1
+    while raw[last] in _JSON_SPACE:
+        last -= 1
+    if raw[last] != _CLOSE:
+        return -1
+    tail = b""
+    if "trace_id" in value:
+        tail = b',"trace_id":"%s"' % value["trace_id"].encode()
+    if "span_id" in value:
+        tail += b',"span_id":"%s"' % value["span_id"].encode()
+    end = last - len(tail)
+    if tail and raw[end:last] != tail:
+        return -1
+    end -= 1
+    while raw[end] in _JSON_SPACE:
+        end -= 1
+    return end if raw[end] == _CLOSE else -1
 
 
 def _convert(value: Any, source: Source) -> tuple[dict[str, Any], bool]:
@@ -256,9 +343,16 @@ def format_utc(moment: datetime) -> str:
 
 # -- the steps of normalize ---------------------------------------------------------------
 
-_NATIVE_KEYS: Final = frozenset(ENTRY_FIELDS)
+# JSON's whitespace (RFC 8259) and the closing brace, as bytes values.
+_JSON_SPACE: Final = frozenset(b" \t\r\n")
+_CLOSE: Final = ord("}")
+# Opening brackets from which a value may be nested deeper than orjson's 254 levels.
+_SPLICE_DEPTH: Final = 250
 #: The date, time and dot of the last time text WRITTEN_TIME_PATTERN accepted.
 _checked_second = ""
+#: The last time text and service name accepted whole (events in a row mostly share them).
+_checked_time: str | None = None
+_checked_service: str | None = None
 
 
 def _written_time(text: str) -> bool:
@@ -267,69 +361,101 @@ def _written_time(text: str) -> bool:
     Consecutive events mostly share their second, i.e. their first 20 characters; after the
     pattern accepted those once, the rest is three ASCII digits and ``Z`` (as
     ``_event._other_time`` does for the producer)."""
-    global _checked_second
+    global _checked_second, _checked_time
     if text[:20] == _checked_second and text[23:] == "Z":
         digits = text[20:23]
-        return digits.isascii() and digits.isdigit()
+        if digits.isascii() and digits.isdigit():
+            _checked_time = text
+            return True
+        return False
     if WRITTEN_TIME_PATTERN.fullmatch(text):
         _checked_second = text[:20]
+        _checked_time = text
         return True
     return False
 
 
-def _native(value: Any) -> dict[str, Any] | None:
-    """``value`` as its entry when every step below would leave it as it is, else None.
-
-    The fast path for LogTide-native events (what this library's producer writes): a few
-    type checks instead of the steps, with the same outcome as those steps, byte for byte
-    once encoded (tests/test_ingest.py compares both on every case).  Anything unusual
-    (missing metadata, ``metadata.kafka`` already there, a level alias, padded service,
-    another time format, extra fields) takes the full path.  ``value`` is decoded JSON, so
-    ``__class__`` checks are exact.
-    """
-    if value.__class__ is not dict or not value.keys() <= _NATIVE_KEYS:
-        return None
-    time = value.get("time")
-    service = value.get("service")
-    level = value.get("level")
-    message = value.get("message")
-    metadata = value.get("metadata")
+def _stored_service(service: str) -> bool:
+    """Would LogTide store ``service`` as it is (not empty, not padded, not too long)?"""
+    global _checked_service
     if (
-        time.__class__ is not str
-        or service.__class__ is not str
-        or level.__class__ is not str
-        or message.__class__ is not str
-        or metadata.__class__ is not dict
-        or not message
-        or level not in LEVEL_SET
-        or "kafka" in metadata
-        or not _written_time(time)
-        or not service
+        not service
         or service != service.strip()
         or (
             (len(service) > MAX_SERVICE_LEN or not service.isascii())
             and utf16_len(service) > MAX_SERVICE_LEN
         )
     ):
+        return False
+    _checked_service = service
+    return True
+
+
+def _native(value: Any) -> dict[str, Any] | None:
+    """``value`` as its entry when every step below would leave it as it is, else None.
+
+    The fast path for LogTide-native events (what this library's producer writes): a few
+    type checks (:func:`_is_native`) instead of the steps, with the same outcome as those
+    steps, byte for byte once encoded (tests/test_ingest.py compares both on every case).
+    """
+    if not _is_native(value):
         return None
     entry: dict[str, Any] = {
-        "time": time,
-        "service": service,
-        "level": level,
-        "message": message,
-        "metadata": metadata,
+        "time": value["time"],
+        "service": value["service"],
+        "level": value["level"],
+        "message": value["message"],
+        "metadata": value["metadata"],
     }
+    if "trace_id" in value:
+        entry["trace_id"] = value["trace_id"]
+    if "span_id" in value:
+        entry["span_id"] = value["span_id"]
+    return entry
+
+
+def _is_native(value: Any) -> bool:
+    """Would every step of :func:`_convert` leave ``value`` as it is (``metadata.kafka``
+    aside)?  Anything unusual (missing metadata, ``metadata.kafka`` already there, a level
+    alias, padded service, another time format, extra fields) says no.  ``value`` is
+    decoded JSON, so ``__class__`` checks are exact."""
+    if value.__class__ is not dict:
+        return False
+    try:
+        time = value["time"]
+        service = value["service"]
+        level = value["level"]
+        message = value["message"]
+        metadata = value["metadata"]
+    except KeyError:
+        return False
+    fields = 5
     if "trace_id" in value:
         trace_id = value["trace_id"]
         if trace_id.__class__ is not str or not _TRACE_ID.fullmatch(trace_id):
-            return None
-        entry["trace_id"] = trace_id
+            return False
+        fields += 1
     if "span_id" in value:
         span_id = value["span_id"]
         if span_id.__class__ is not str or not SPAN_ID.fullmatch(span_id):
-            return None
-        entry["span_id"] = span_id
-    return entry
+            return False
+        fields += 1
+    # The fields counted above are all there is (no key outside the contract's
+    # ENTRY_FIELDS); the time and service checks run only for a text other than the last
+    # one they accepted.
+    return (
+        len(value) == fields
+        and time.__class__ is str
+        and service.__class__ is str
+        and level.__class__ is str
+        and message.__class__ is str
+        and metadata.__class__ is dict
+        and message != ""
+        and level in LEVEL_SET
+        and "kafka" not in metadata
+        and (time == _checked_time or _written_time(time))
+        and (service == _checked_service or _stored_service(service))
+    )
 
 
 def _decode(raw: bytes | None) -> Any:

@@ -112,10 +112,13 @@ class Offsets:
         offsets = []
         for key in only:
             track = self._track.get(key)
-            end = None
+            last = None
             while track and track[0].done:
-                end = track.popleft().source.offset + 1
-            if end is not None and end > self._committed.get(key, -1):
+                last = track.popleft()
+            if last is None:
+                continue
+            end = last.source.offset + 1
+            if end > self._committed.get(key, -1):
                 offsets.append(TopicPartition(key[0], key[1], end))
         return offsets
 

@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from logtide_kafka.pipeline._dedupe import RecentIds
 from logtide_kafka.pipeline._delivery import Item
-from logtide_kafka.pipeline._ingest import Source, Unshippable, body_size, encode_entry, normalize
+from logtide_kafka.pipeline._ingest import Source, Unshippable, body_size, to_payload
 from logtide_kafka.pipeline._metrics import ShipperMetrics
 from logtide_kafka.pipeline._offsets import Offsets, PartitionKey
 from logtide_kafka.pipeline._shipper_log import SHIPPER_LOG as _log
@@ -59,7 +59,10 @@ class Reader:
         self._metrics = metrics
         self._dlq_topic = dlq_topic
         self._max_events = batch_max_events
-        self._max_bytes = batch_max_bytes
+        # For n >= 1 entries, body_size(sizes, n) is the sum of (size + 1) plus
+        # body_size(0, 1) - 1: the body stays within batch_max_bytes while that sum stays
+        # within this budget (counted per item, without a call).
+        self._budget = batch_max_bytes - body_size(0, 1) + 1
         self._max_wait = batch_max_wait
         self._stopping = stopping
         self._redact = redact
@@ -77,22 +80,22 @@ class Reader:
         if self._paused:
             self._resume()
         batch: list[Item] = []
-        size = entries = 0
+        used = 0  # the entries' sizes, each plus its separator
         deadline: float | None = None
         pending = self._pending
-        max_events, max_bytes = self._max_events, self._max_bytes
+        take, append = pending.popleft, batch.append
+        max_events, budget = self._max_events, self._budget
         while not self._stopping():
             if pending and deadline is None:
                 deadline = time.monotonic() + self._max_wait
             while pending and len(batch) < max_events:
                 payload = pending[0].payload
                 if payload is not None:
-                    grown = body_size(size + len(payload), entries + 1)
-                    if entries and grown > max_bytes:
+                    grown = used + len(payload) + 1
+                    if used and grown > budget:
                         return batch  # full by size; the item starts the next batch
-                    size += len(payload)
-                    entries += 1
-                batch.append(pending.popleft())
+                    used = grown
+                append(take())
             now = time.monotonic()
             if len(batch) >= max_events or (deadline is not None and now >= deadline):
                 return batch
@@ -129,11 +132,11 @@ class Reader:
 
         Runs for every message consumed, so the common case is one loop with its lookups
         hoisted, and the counters reach the metrics (a lock) once per call."""
-        pending = self._pending
+        pending = self._pending.append
         track = self._offsets.add
         dlq_topic = self._dlq_topic
         repeats = self._recent.repeats
-        consumed = normalized = 0
+        consumed = normalized = dropped = 0
         try:
             for message in messages:
                 error = message.error()
@@ -145,6 +148,7 @@ class Reader:
                 partition = message.partition() or 0
                 offset = message.offset() or 0
                 kind, stamp = message.timestamp()
+                key = (topic, partition)
                 source = _new_source(
                     (topic, partition, offset, message.key(), stamp if kind else None)
                 )
@@ -157,24 +161,26 @@ class Reader:
                     item = Item(source, raw, None, done=True)
                 else:
                     consumed += 1
-                    if repeats(topic, partition, offset, message.headers()):
-                        self._metrics.add("duplicates_dropped")  # its first copy is shipped
+                    if repeats(key, offset, message.headers()):
+                        dropped += 1  # its first copy is shipped
                         item = Item(source, raw, None, done=True)
                     else:
                         try:
-                            entry, converted = normalize(raw, source)
+                            payload, converted = to_payload(raw, source)
                         except Unshippable as exc:
                             item = Item(source, raw, None, exc.reason)
                         else:
                             normalized += converted
-                            item = Item(source, raw, encode_entry(entry))
-                pending.append(item)
-                track((topic, partition), item)
+                            item = Item(source, raw, payload)
+                pending(item)
+                track(key, item)
         finally:
             if consumed:
                 self._metrics.add("messages_consumed", consumed)
             if normalized:
                 self._metrics.add("normalized", normalized)
+            if dropped:
+                self._metrics.add("duplicates_dropped", dropped)
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():
