@@ -106,7 +106,12 @@ def handled(logger: logging.Logger) -> bool:
 
     The library's own ``NullHandler`` on ``logtide_kafka`` keeps ``logging.lastResort``
     away, so an application without logging configuration sees nothing from these
-    loggers: the producer then says what matters on stderr itself."""
+    loggers: the producer then says what matters on stderr itself.  Neither does a
+    disabled logger: ``dictConfig`` and ``fileConfig`` disable every logger that exists
+    when they run (``disable_existing_loggers``, true by default), the library's included
+    when the configuration builds a ``KafkaHandler``."""
+    if logger.disabled:  # its records go nowhere, whatever handlers its ancestors have
+        return False
     node: logging.Logger | None = logger
     while node is not None:
         for handler in node.handlers:

@@ -3,9 +3,11 @@ structlog processor and the CLI share.  No broker needed."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from logtide_kafka._client_log import CLIENT_LOGGER, LIBRARY_LOGGER, in_logger_tree
+from logtide_kafka._client_log import CLIENT_LOGGER, LIBRARY_LOGGER, handled, in_logger_tree
 
 
 class _Name(str):
@@ -47,3 +49,18 @@ def test_a_name_whose_class_cannot_be_read_is_not_ours() -> None:
 
 def test_the_client_logger_is_under_the_library_logger() -> None:
     assert in_logger_tree(CLIENT_LOGGER, LIBRARY_LOGGER)
+
+
+def test_a_disabled_logger_is_not_handled() -> None:
+    # dictConfig's disable_existing_loggers: a handler on the root does not show its records.
+    logger = logging.getLogger("logtide_kafka.test-disabled")
+    root = logging.getLogger()
+    shown = logging.StreamHandler()
+    root.addHandler(shown)
+    try:
+        assert handled(logger)
+        logger.disabled = True
+        assert not handled(logger)
+    finally:
+        root.removeHandler(shown)
+        logger.disabled = False

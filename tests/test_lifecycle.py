@@ -323,6 +323,50 @@ def test_without_logging_configured_one_stderr_line_per_interval(
     assert "35 log event(s) not delivered" in lines[-1]
 
 
+_DICTCONFIG_NOISE = """
+import logging.config, sys, time
+# The defaults of a typical settings module: a console on the root logger, and
+# disable_existing_loggers left true, which disables the library's own loggers too (they
+# exist once the configuration has built the KafkaHandler).
+logging.config.dictConfig({
+    "version": 1,
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "kafka": {
+            "class": "logtide_kafka.KafkaHandler", "service": "noise-svc",
+            "bootstrap_servers": sys.argv[1], "warn_interval": 1.0, "exit_timeout": 0.2,
+        },
+    },
+    "loggers": {"app": {"handlers": ["kafka"], "propagate": False}},
+    "root": {"level": "INFO", "handlers": ["console"]},
+})
+assert logging.getLogger("logtide_kafka.client").disabled
+log = logging.getLogger("app")
+for i in range(35):
+    log.warning("event %d", i)
+    time.sleep(0.1)
+"""
+
+
+def test_a_dictconfig_that_disables_the_librarys_loggers_is_not_silent(
+    dead_bootstrap: str,
+) -> None:
+    # The console on the root logger would show librdkafka's lines, but the library's
+    # loggers are disabled: nothing was said during the outage, only at exit.
+    result = subprocess.run(
+        [sys.executable, "-c", _DICTCONFIG_NOISE, dead_bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    cannot = [line for line in lines if "cannot reach" in line]
+    assert 2 <= len(cannot) <= 5, lines
+    assert "35 log event(s) not delivered" in lines[-1]
+
+
 def test_librdkafka_lines_are_collapsed_per_kind_and_interval(dead_bootstrap: str) -> None:
     lines = _noise(dead_bootstrap, "handled")
     client = [line for line in lines if line.startswith("ERROR:logtide_kafka.client:")]
