@@ -136,7 +136,11 @@ def normalize(raw: bytes | None, source: Source) -> tuple[dict[str, Any], bool]:
     """
     if raw is not None:  # U+0000 in any string: LogTide would answer 500
         raw = replace_forbidden_json(raw)
-    value = _decode(raw)
+    return _entry(_decode(raw), source)
+
+
+def _entry(value: Any, source: Source) -> tuple[dict[str, Any], bool]:
+    """:func:`normalize`'s steps after decoding."""
     entry = _native(value)
     if entry is not None:  # the common case, what our own producer writes
         entry["metadata"]["kafka"] = source.coordinates()
@@ -154,18 +158,21 @@ def to_payload(raw: bytes | None, source: Source) -> tuple[bytes, bool]:
     is then its last member (see :func:`_splice`).  Anything else, or a value only the
     second parser reads, takes :func:`normalize` and :func:`encode_entry`.
     """
-    if raw is not None:  # U+0000 in any string: LogTide would answer 500
-        raw = replace_forbidden_json(raw)
+    if raw is None:
+        value = _decode(raw)  # raises Unshippable: an empty value
+    else:
+        raw = replace_forbidden_json(raw)  # U+0000 in any string: LogTide would answer 500
         try:
             value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass  # normalize's second parser, or its reason
+        except orjson.JSONDecodeError as exc:
+            value = _second_parse(raw, str(exc))  # never spliced: encode_entry repairs it
         else:
             if _is_native(value):
                 payload = _splice(raw, value, source)
                 if payload is not None:
                     return payload, False
-    entry, converted = normalize(raw, source)
+    # Decoded once: the entry is built from this value, not from the bytes again.
+    entry, converted = _entry(value, source)
     return encode_entry(entry), converted
 
 
@@ -464,7 +471,11 @@ def _decode(raw: bytes | None) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        first = str(exc)
+        return _second_parse(raw, str(exc))
+
+
+def _second_parse(raw: bytes, first: str) -> Any:
+    """``raw`` read by the standard parser after orjson refused it (``first``: why)."""
     # orjson refuses escaped lone surrogates ("\ud800"), which JSON allows and the encoder
     # repairs; it is the only case worth a second parser.  NaN and Infinity stay errors.
     try:

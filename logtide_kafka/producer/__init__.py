@@ -551,9 +551,11 @@ class LogProducer:
         with _lifecycle.registry_lock():
             if not self._forked:
                 return
-            # The parent's spool too: closing it here would release the parent's lock.
+            # The parent's client was kept at the fork (_enter_forked_child); its spool
+            # too: closing it here would release the parent's lock.
             bridge = self._bridge
-            _lifecycle.abandon(self._producer, bridge.spool if bridge is not None else None)
+            if bridge is not None:
+                _lifecycle.abandon(bridge.spool)
             # A parent thread may have held the counter lock at the fork: start new ones.
             self._reset_counters()
             self._forked_child = True
