@@ -1,9 +1,12 @@
 """Throughput of logtide-kafka's logging paths against a real Kafka broker.
 
-Eight paths, each called ``--records`` times per repetition (median of ``--repeats``):
+Nine paths, each called ``--records`` times per repetition (median of ``--repeats``):
 
 1. raw ``confluent_kafka.Producer.produce`` of pre-serialized JSON bytes (the ``send_log``
    baseline), with the library's producer settings and a background poll thread;
+1b. the same raw ``produce`` with the record headers every library event carries (a new
+   ``event-id``, ``content-type``, ``schema-version``), built per call as the library
+   builds them: the floor of any path that sends the event id (informational);
 2. a stdlib logger with a no-op handler (the floor of every stdlib handler);
 3. a hand-written handler, the anchor for ``KafkaHandler``: its ``emit`` builds a 5-key
    dict, ``orjson.dumps`` it, calls ``produce()`` and ``poll(0)``;
@@ -16,6 +19,11 @@ Eight paths, each called ``--records`` times per repetition (median of ``--repea
 
 The targets of issue 13 are printed as ratios of medians with MET or MISSED.
 
+``--breakdown`` instead times, on the application thread (CPU µs per call, median of
+``--repeats``), each step of ``KafkaHandler.emit`` and ``send_log`` in isolation: building
+the event, completing it (static fields, trace ids, redaction), encoding, the event id and
+headers, the rest of ``LogProducer.send``, and ``produce()`` with and without the headers.
+
 The timed part is the application thread calling the path N times (produce is
 asynchronous); the flush that follows (delivery to the broker) is timed separately.  Every
 Kafka path uses the same producer settings, including a local queue large enough that
@@ -25,7 +33,8 @@ Usage::
 
     python bench/bench_producer.py [--records N] [--repeats R] [--bootstrap HOST:PORT]
                                    [--profile handler|handwritten|send_log|send_logs|raw|
-                                              noop|structlog|structlog-noop]
+                                              raw-headers|noop|structlog|structlog-noop]
+                                   [--breakdown]
 
 Without ``--bootstrap`` (or ``LOGTIDE_KAFKA_BOOTSTRAP``) a local Kafka broker is started.
 """
@@ -45,7 +54,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version as metadata_version
 from typing import Any, Final
@@ -67,6 +76,9 @@ from structlog.typing import Processor
 
 import logtide_kafka
 from logtide_kafka import KafkaHandler
+from logtide_kafka._encode import encode_default
+from logtide_kafka._event import HOSTNAME, format_time, make_event
+from logtide_kafka._headers import event_headers, new_event_id
 from logtide_kafka.producer import resolve_config
 from logtide_kafka.structlog import KafkaProcessor
 from logtide_kafka.testing import KAFKA_VERSION, LocalKafka, create_topics
@@ -87,6 +99,9 @@ INFORMATIONAL: Final = (
     ("KafkaHandler / no-op floor", "handler", "noop"),
     ("hand-written / no-op floor", "handwritten", "noop"),
     ("KafkaHandler / raw produce", "handler", "raw"),
+    ("raw produce + headers / raw produce", "raw-headers", "raw"),
+    ("send_log / raw produce + headers", "send_log", "raw-headers"),
+    ("send_logs / raw produce + headers", "send_logs", "raw-headers"),
 )
 _QUIET = logging.getLogger("bench.client")
 _QUIET.addHandler(logging.NullHandler())
@@ -305,6 +320,26 @@ class RawPath(BenchPath):
         self._poller.join(2.0)
 
 
+class RawHeadersPath(RawPath):
+    name, label = "raw-headers", "raw produce + headers"
+
+    def __init__(self, bootstrap: str, topic: str, payload: bytes) -> None:
+        super().__init__(bootstrap, topic, payload)
+        self.event = orjson.loads(payload)
+
+    def loop(self, n: int) -> None:
+        produce, topic, value, key = self.producer.produce, self.raw_topic, self.payload, self.key
+        event = self.event
+        dropped = 0
+        for _ in range(n):
+            try:  # the headers as LogProducer.send builds them, per call
+                produce(topic, value, key, headers=event_headers(event, new_event_id()))
+            except BufferError:
+                dropped += 1
+        self.produced += n - dropped
+        self.dropped += dropped
+
+
 class SendLogsPath(SendLogPath):
     name, label = "send_logs", "send_logs() (1,000 per call)"
     #: Events per send_logs call; building their input dicts is timed too.
@@ -460,6 +495,77 @@ def _profile(path: BenchPath, n: int) -> None:
     pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)
 
 
+def _cpu_us(step: Callable[[], object], n: int) -> float:
+    """Application-thread CPU µs per call of ``step``, over ``n`` calls."""
+    gc.collect()
+    started = time.thread_time()
+    for _ in range(n):
+        step()
+    return (time.thread_time() - started) / n * 1e6
+
+
+def breakdown(handler: HandlerPath, send_log_path: SendLogPath, n: int, repeats: int) -> None:
+    """Time each step of ``KafkaHandler.emit`` and ``send_log`` in isolation (CPU µs)."""
+    kafka = handler.handler
+    record = handler.logger.makeRecord(
+        handler.logger.name, logging.INFO, __file__, 1, "order %s placed", (42,), None,
+        func="loop", extra={"order_id": 42, "user": "u1"},
+    )  # fmt: skip
+    publisher = kafka._publisher
+    producer = kafka.producer
+    event = kafka.to_event(record)
+    metadata = event["metadata"]
+    payload = orjson.dumps(event)
+    key, topic = SERVICE.encode(), handler.topic
+    assert topic is not None
+    produce = producer._producer.produce
+    real_produce = producer._produce
+    send_log = logtide_kafka.send_log
+    send_log_path._configure()  # send_log's producer is the handler's (same settings)
+
+    def no_produce(*args: object, **kwargs: object) -> None:
+        pass
+
+    def send_without_produce() -> None:
+        producer._produce = no_produce
+        try:
+            producer.send(topic, key, event)
+        finally:
+            producer._produce = real_produce
+
+    # (label, step, whether it enqueues: the producer is flushed after it)
+    steps: list[tuple[str, Callable[[], object], bool]] = [
+        ("KafkaHandler.emit(record), all of it", lambda: kafka.emit(record), True),
+        ("  to_event: record -> completed event", lambda: kafka.to_event(record), False),
+        ("    record.getMessage()", record.getMessage, False),
+        ("    make_event (a metadata copy included)", lambda: make_event(
+            record.created, SERVICE, "info", "order 42 placed", dict(metadata)), False),
+        ("      format_time", lambda: format_time(record.created), False),
+        ("    complete: fields, trace ids, redaction", lambda: publisher.complete(event), False),
+        ("  LogProducer.send without produce()", send_without_produce, False),
+        ("    orjson.dumps", lambda: orjson.dumps(event, default=encode_default), False),
+        ("    event id + headers", lambda: event_headers(event, new_event_id()), False),
+        ("  produce() with the headers", lambda: produce(
+            topic, payload, key, headers=event_headers(event, new_event_id())), True),
+        ("  produce() bare (the raw baseline)", lambda: produce(topic, payload, key), True),
+        ("send_log(...), all of it", lambda: send_log(
+            "info", "order placed", SERVICE, order_id=42, user="u1"), True),
+        ("  metadata dict + make_event", lambda: make_event(
+            record.created, SERVICE, "info", "order placed",
+            {"order_id": 42, "user": "u1", "hostname": HOSTNAME}), False),
+    ]  # fmt: skip
+    results: dict[str, list[float]] = {label: [] for label, _, _ in steps}
+    for _ in range(repeats):  # interleaved, so a busy moment hits every step
+        for label, step, enqueues in steps:
+            results[label].append(_cpu_us(step, n))
+            if enqueues:
+                logtide_kafka.flush(FLUSH_TIMEOUT)
+    print(f"\nstep by step, application-thread CPU µs per call (median of {repeats} x {n:,}):")
+    for label, values in results.items():
+        print(f"  {label:<46} {statistics.median(values):6.2f}")
+    print("(steps are timed alone, so the indented ones add up only roughly to their parent)")
+
+
 def _rate(n: int, seconds: list[float]) -> float:
     return n / statistics.median(seconds)
 
@@ -521,7 +627,7 @@ def report(paths: list[BenchPath], samples: dict[str, list[Sample]], n: int) -> 
     return valid
 
 
-def main() -> int:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--records", type=int, default=100_000, help="calls per repetition")
     parser.add_argument("--repeats", type=int, default=5, help="repetitions (median reported)")
@@ -530,6 +636,7 @@ def main() -> int:
         "--profile",
         choices=[
             "raw",
+            "raw-headers",
             "noop",
             "handwritten",
             "handler",
@@ -540,7 +647,16 @@ def main() -> int:
         ],
         help="instead of the benchmark, cProfile one path over --records calls",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="instead of the benchmark, time each step of the hot path in isolation",
+    )
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = _arguments()
     n, repeats = args.records, args.repeats
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
@@ -548,14 +664,24 @@ def main() -> int:
         suffix = uuid.uuid4().hex[:8]
         topics = {
             name: f"bench.{name}.{suffix}"
-            for name in ("raw", "handwritten", "handler", "send_log", "send_logs", "structlog")
+            for name in (
+                "raw",
+                "raw-headers",
+                "handwritten",
+                "handler",
+                "send_log",
+                "send_logs",
+                "structlog",
+            )
         }
         create_topics(bootstrap, topics.values(), partitions=3, replication_factor=1)
         handler = HandlerPath(bootstrap, topics["handler"])
         payload = handler.sample_payload()
         raw = RawPath(bootstrap, topics["raw"], payload)
+        raw_headers = RawHeadersPath(bootstrap, topics["raw-headers"], payload)
         paths: list[BenchPath] = [
             raw,
+            raw_headers,
             NoopPath(),
             HandWrittenPath(bootstrap, topics["handwritten"]),
             handler,
@@ -581,6 +707,10 @@ def main() -> int:
             if args.profile:
                 _profile(next(p for p in paths if p.name == args.profile), n)
                 return 0
+            if args.breakdown:
+                send_log_path = next(p for p in paths if isinstance(p, SendLogPath))
+                breakdown(handler, send_log_path, n, repeats)
+                return 0
             warmup = min(n, 10_000)
             for path in paths:  # warm-up: connections, metadata, producer ids, caches
                 run_once(path, warmup)
@@ -604,6 +734,7 @@ def main() -> int:
             return 0 if valid else 1
         finally:
             raw.close()
+            raw_headers.close()
             handler.logger.removeHandler(handler.handler)
             logtide_kafka.close_all(30)
             if not local:
