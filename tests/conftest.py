@@ -94,8 +94,19 @@ def _fresh_producers() -> Iterator[None]:
     """Every test starts with new shared producers (and counters at zero)."""
     close_all(5)
     _lifecycle._instances.clear()  # closed producers would add to stats() otherwise
+    enabled = _enabled_loggers()
     yield
     close_all(5)
+    # A test's dictConfig/fileConfig (disable_existing_loggers, true by default) disables
+    # every logger that existed, the library's own included: later tests would see none of
+    # their records.
+    for logger in enabled:
+        logger.disabled = False
+
+
+def _enabled_loggers() -> list[logging.Logger]:
+    loggers = logging.root.manager.loggerDict.values()
+    return [lg for lg in loggers if isinstance(lg, logging.Logger) and not lg.disabled]
 
 
 @pytest.fixture
