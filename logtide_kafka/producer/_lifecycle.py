@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import _thread
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -428,7 +429,8 @@ def watch_sigterm() -> None:
         _sigterm_sent_at = now
         main = threading.main_thread().ident
         if main is not None:
-            signal.pthread_kill(main, signal.SIGTERM)
+            with contextlib.suppress(OSError):  # never raised into the poller
+                signal.pthread_kill(main, signal.SIGTERM)
 
 
 # -- SIGTERM across fork() --------------------------------------------------------------------
