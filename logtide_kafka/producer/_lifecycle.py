@@ -304,7 +304,6 @@ def _handle_sigterm() -> None:
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
-            _open_wakeup()
             if not _fork_hooks_registered:
                 _fork_hooks_registered = True
                 # Registered last, so the child's hook runs after every at-fork hook of
@@ -314,6 +313,7 @@ def _handle_sigterm() -> None:
                     after_in_parent=_unblock_sigterm_in_parent,
                     after_in_child=_sigterm_in_child,
                 )
+            _open_wakeup()
     except (ValueError, OSError):  # not the main interpreter, or no signals here
         pass
 
@@ -398,8 +398,9 @@ def _close_wakeup() -> None:
             signal.set_wakeup_fd(current)
     except (ValueError, OSError):
         pass
-    os.close(read_end)
-    os.close(write_end)
+    for end in (read_end, write_end):
+        with contextlib.suppress(OSError):
+            os.close(end)
 
 
 def watch_sigterm() -> None:
@@ -412,7 +413,7 @@ def watch_sigterm() -> None:
         return
     try:
         taken = os.read(wakeup[0], _WAKEUP_READ)
-    except OSError:  # empty (EAGAIN), or closed by a fork in progress
+    except OSError:  # empty (EAGAIN)
         taken = b""
     now = time.monotonic()
     if signal.SIGTERM in taken and _sigterm_seen_at is None:
@@ -482,14 +483,18 @@ def _sigterm_in_child() -> None:
     blocked_here = threading.get_ident() in _sigterm_blocked_for_fork
     _sigterm_blocked_for_fork.clear()  # the parent's other forking threads are not here
     try:
-        _close_wakeup()
         if signal.getsignal(signal.SIGTERM) is _exit_on_sigterm:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             _sigterm_installed, _sigterm_deferred = False, True
     except (ValueError, OSError):  # not the main interpreter
         pass
-    if blocked_here:  # a SIGTERM pending since the fork ends the child here
+    _close_wakeup()
+    if not blocked_here:
+        return
+    try:  # a SIGTERM pending since the fork ends the child here
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    except SystemExit:  # the handler was still in place and ran: it restored the default
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _in_forked_child() -> None:
