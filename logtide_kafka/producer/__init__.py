@@ -480,6 +480,7 @@ class LogProducer:
             counts.warn_drops()
             if bridge is not None:
                 bridge.maintain()
+            _lifecycle.watch_sigterm()  # a SIGTERM the main thread slept through
 
     def _warn_unreachable(self) -> None:
         """While no broker answers, and nothing handles the library's loggers (where

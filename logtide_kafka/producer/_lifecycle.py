@@ -7,7 +7,8 @@
 * the hooks that close every producer when the process ends: at interpreter exit
   (``atexit``), on SIGTERM, and at the end of a ``multiprocessing`` or ``billiard``
   (Celery) worker, which skips exit hooks;
-* the at-fork hook that tells a child's inherited producers to start afresh.
+* the at-fork hook that tells a child's inherited producers to start afresh;
+* the SIGTERM handler, its at-fork hooks and the watchdog that makes sure it runs.
 
 Producers are known here only through :class:`Managed`; ``logtide_kafka.producer``
 builds them and is the public face of these functions.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import _thread
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -49,6 +51,7 @@ __all__ = [
     "shared",
     "stats_all",
     "track",
+    "watch_sigterm",
 ]
 
 #: Seconds the exit hook waits, in all, for every producer to deliver what it holds: half
@@ -234,13 +237,17 @@ def hook_worker_exit() -> None:
     first runs the finalizers registered with ``util.Finalize``.  Registered once per
     process, when its first producer starts (a fork child's on its first send: the
     runtime clears the inherited ones), and only for runtimes already imported: never
-    imported here.
+    imported here.  A forked child gets the library's SIGTERM handler back here too (it
+    had the default since the fork: see ``_sigterm_in_child``).
     """
-    global _hooked_pid
+    global _hooked_pid, _sigterm_deferred
     pid = os.getpid()
     if _hooked_pid == pid:
         return
     _hooked_pid = pid
+    if _sigterm_deferred:  # a forked child's first client: it has events of its own now
+        _sigterm_deferred = False
+        _handle_sigterm()
     for name in _WORKER_RUNTIMES:
         util = sys.modules.get(name)
         if util is None:
@@ -272,6 +279,11 @@ def _close_at_celery_worker_exit(**_: object) -> None:
 _sigterm_installed = False
 #: When the library's SIGTERM handler first ran (monotonic), in this process.
 _sigterm_at: float | None = None
+#: Whether the at-fork hooks below are registered (once: a forked child inherits them).
+_fork_hooks_registered = False
+#: In a forked child: the handler was the library's at the fork and was set back to the
+#: default; the child's first client installs it again (see ``hook_worker_exit``).
+_sigterm_deferred = False
 
 
 def _handle_sigterm() -> None:
@@ -283,7 +295,7 @@ def _handle_sigterm() -> None:
     and the exit hook flushes, within the exit bound.  An application's own handler, set
     before or after, is left alone (and wins).  ``LOGTIDE_KAFKA_SIGTERM=0`` turns this off.
     """
-    global _sigterm_installed
+    global _sigterm_installed, _fork_hooks_registered
     if _sigterm_installed or os.environ.get("LOGTIDE_KAFKA_SIGTERM") == "0":
         return
     _sigterm_installed = True
@@ -292,25 +304,135 @@ def _handle_sigterm() -> None:
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
-            # Registered last, so the child's hook runs after every at-fork hook of import.
-            os.register_at_fork(
-                before=_block_sigterm_for_fork,
-                after_in_parent=_unblock_sigterm_in_parent,
-                after_in_child=_unblock_sigterm_in_child,
-            )
+            if not _fork_hooks_registered:
+                _fork_hooks_registered = True
+                # Registered last, so the child's hook runs after every at-fork hook of
+                # import.
+                os.register_at_fork(
+                    before=_block_sigterm_for_fork,
+                    after_in_parent=_unblock_sigterm_in_parent,
+                    after_in_child=_sigterm_in_child,
+                )
+            _open_wakeup()
     except (ValueError, OSError):  # not the main interpreter, or no signals here
         pass
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
-    global _sigterm_at
-    _sigterm_at = time.monotonic()
-    # Raised rather than flushing here: the interrupted code may hold a producer's lock.
-    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    global _sigterm_at, _sigterm_seen_at
+    with _watch_lock:  # the watchdog never sends SIGTERM again once this has run
+        _sigterm_at = time.monotonic()
+        _sigterm_seen_at = None
+        # Raised rather than flushing here: the interrupted code may hold a producer's lock.
+        signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     raise SystemExit(128 + signum)
 
 
-# -- fork and exit ------------------------------------------------------------------------------
+# -- a SIGTERM the handler missed ---------------------------------------------------------------
+# The C-level handler can take SIGTERM after the main thread's last check for signals and
+# just before it blocks (in a lock, ``sem_wait`` or ``read``): the Python handler is then
+# due but the main thread sleeps on, and the process ignores SIGTERM (the default would
+# have ended it).  A signal taken by another thread does not wake the main thread either.
+# So, when the library installs its handler and no wakeup fd is set, it sets a pipe of its
+# own: the C handler writes each signal's number there.  Every producer's poller reads it
+# (``watch_sigterm``); a SIGTERM the handler has not taken within SIGTERM_WATCH_SECONDS
+# is sent again to the main thread, which interrupts its blocking call.  An event loop's
+# wakeup fd (asyncio sets one for ``add_signal_handler``) is never taken: with one in
+# place the library sets none, and a loop set later replaces the library's.
+
+#: Seconds a SIGTERM may wait for the handler before the poller sends it to the main
+#: thread again (and between two such sends).
+SIGTERM_WATCH_SECONDS: Final = 0.5
+#: Bytes read from the wakeup pipe per poller pass at most (one per signal taken).
+_WAKEUP_READ: Final = 4096
+#: The wakeup pipe the library set in this process (read end, write end), or None.
+_wakeup: tuple[int, int] | None = None
+#: When a poller found a SIGTERM in the pipe that the handler has not taken yet.
+_sigterm_seen_at: float | None = None
+#: When the poller last sent SIGTERM to the main thread.
+_sigterm_sent_at: float = 0.0
+#: Held by the handler and by the poller around the send: a SIGTERM sent after the handler
+#: ran would meet the default disposition and end the process before its flush.
+_watch_lock = threading.Lock()
+
+
+def _open_wakeup() -> None:
+    """Set a pipe of the library's as the wakeup fd, unless one is set (main thread)."""
+    global _wakeup
+    if _wakeup is not None:
+        return
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:
+        return
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    # Signals wait while the wakeup fd is probed: none may be written to the wrong one.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        if previous != -1:  # an event loop's: put back, the library sets none
+            signal.set_wakeup_fd(previous)
+        else:
+            _wakeup = (read_end, write_end)
+    except (ValueError, OSError):
+        pass
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if _wakeup is None:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def _close_wakeup() -> None:
+    """In a forked child: unset the parent's pipe (the child's signals are its own) and
+    close the child's copy of it."""
+    global _wakeup
+    if _wakeup is None:
+        return
+    read_end, write_end = _wakeup
+    _wakeup = None
+    try:
+        current = signal.set_wakeup_fd(-1)
+        if current not in (-1, write_end):  # set by someone else since: theirs
+            signal.set_wakeup_fd(current)
+    except (ValueError, OSError):
+        pass
+    for end in (read_end, write_end):
+        with contextlib.suppress(OSError):
+            os.close(end)
+
+
+def watch_sigterm() -> None:
+    """Read the signals the C handler took (pollers call this on each pass); send SIGTERM
+    to the main thread again when the handler has not taken one within
+    SIGTERM_WATCH_SECONDS.  Never blocks: a read of a non-blocking pipe, one syscall."""
+    global _sigterm_seen_at, _sigterm_sent_at
+    wakeup = _wakeup
+    if wakeup is None:
+        return
+    try:
+        taken = os.read(wakeup[0], _WAKEUP_READ)
+    except OSError:  # empty (EAGAIN)
+        taken = b""
+    now = time.monotonic()
+    if signal.SIGTERM in taken and _sigterm_seen_at is None:
+        _sigterm_seen_at = now
+    seen = _sigterm_seen_at
+    if seen is None or now - max(seen, _sigterm_sent_at) < SIGTERM_WATCH_SECONDS:
+        return
+    with _watch_lock:
+        if signal.getsignal(signal.SIGTERM) is not _exit_on_sigterm:
+            _sigterm_seen_at = None  # taken (the default is back) or not ours to handle
+            return
+        if _sigterm_seen_at is None:  # the handler ran meanwhile
+            return
+        _sigterm_sent_at = now
+        main = threading.main_thread().ident
+        if main is not None:
+            with contextlib.suppress(OSError):  # never raised into the poller
+                signal.pthread_kill(main, signal.SIGTERM)
+
 
 # -- SIGTERM across fork() --------------------------------------------------------------------
 # A child inherits the handler above, but until the interpreter has run its after-fork
@@ -318,8 +440,10 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 # taken inside an at-fork hook has its SystemExit swallowed.  ``Pool.terminate()`` sends
 # SIGTERM to a worker it may have forked a moment before (replacing one that died), then
 # waits for it forever.  So the forking thread blocks SIGTERM across fork(): in the child
-# it stays pending until the last at-fork hook, then ends the child as the default
-# disposition would (a child that has run nothing has no events of its own).
+# it stays pending until the last at-fork hook.  There the child gets SIGTERM's default
+# back: a child that has sent nothing has no events of its own to flush, and the default
+# has none of the handler's races (see above).  The pending SIGTERM then ends it.  The
+# child's first client installs the handler again (``hook_worker_exit``).
 
 #: Threads (by ident) that blocked SIGTERM for a fork in progress.
 _sigterm_blocked_for_fork: set[int] = set()
@@ -354,23 +478,32 @@ def _sigterm_again() -> None:
     _thread.interrupt_main(signal.SIGTERM)
 
 
-def _unblock_sigterm_in_child() -> None:
-    if threading.get_ident() not in _sigterm_blocked_for_fork:
-        return
+def _sigterm_in_child() -> None:
+    global _sigterm_installed, _sigterm_deferred
+    blocked_here = threading.get_ident() in _sigterm_blocked_for_fork
     _sigterm_blocked_for_fork.clear()  # the parent's other forking threads are not here
-    if signal.SIGTERM in signal.sigpending():  # terminated before it could run anything
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
+        if signal.getsignal(signal.SIGTERM) is _exit_on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _sigterm_installed, _sigterm_deferred = False, True
+    except (ValueError, OSError):  # not the main interpreter
+        pass
+    _close_wakeup()
+    if not blocked_here:
+        return
+    try:  # a SIGTERM pending since the fork ends the child here
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-    except SystemExit:  # one came in between: the handler has restored the default
+    except SystemExit:  # the handler was still in place and ran: it restored the default
         os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _in_forked_child() -> None:
-    global _registry_lock, _hooked_pid, _sigterm_at
+    global _registry_lock, _hooked_pid, _sigterm_at, _sigterm_seen_at, _watch_lock
     _hooked_pid = None  # the runtime may have cleared the parent's finalizers
-    _sigterm_at = None
-    _registry_lock = threading.RLock()  # a parent thread may have held it at the fork
+    _sigterm_at = _sigterm_seen_at = None
+    # A parent thread may have held these at the fork.
+    _registry_lock = threading.RLock()
+    _watch_lock = threading.Lock()
     for producer in list(_instances):
         producer._enter_forked_child()  # closed ones too: see LogProducer's
 

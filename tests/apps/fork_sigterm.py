@@ -6,6 +6,13 @@ BOOTSTRAP [COUNT [TOPIC]]`` prints one JSON line ``{"exitcodes": [...], "survivo
   has usually not run yet when its SIGTERM arrives.
 - ``garbage``: closed producers are garbage (not yet collected) when a child is forked;
   the child starts its own client, then collects that garbage.
+- ``replaced``: COUNT times, a pool worker dies and ``Pool.terminate()`` is called as soon
+  as the pool has forked its replacement (one CPU); the exit codes are the replacements'.
+  The first one that survives ends the run.
+- ``blocked``: COUNT children each send EVENTS events (still queued: a long linger), then
+  take SIGTERM on a thread of their own while the main thread waits in a lock: the
+  Python handler is due, but nothing wakes the main thread (as when the signal lands
+  just before it blocks).
 
 A child still alive after its bound is counted as a survivor, then killed.
 """
@@ -18,11 +25,14 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 
 from logtide_kafka import get_producer
 
 JOIN_SECONDS = 10
+#: Events each ``blocked`` child sends before its SIGTERM.
+EVENTS = 20
 #: Where ``garbage``'s parent sends (the test passes a topic of its own, so no other test
 #: reads these events).
 TOPIC = sys.argv[4] if len(sys.argv) > 4 else "logs.application"
@@ -82,9 +92,71 @@ def garbage(bootstrap: str, count: int) -> list[int | None]:
     return codes
 
 
+def _new_child(before: set[int | None]) -> multiprocessing.process.BaseProcess:
+    deadline = time.monotonic() + JOIN_SECONDS
+    while time.monotonic() < deadline:
+        for child in multiprocessing.active_children():
+            if child.pid not in before:
+                return child
+    raise RuntimeError("the pool did not replace its worker")
+
+
+def replaced(bootstrap: str, count: int) -> list[int | None]:
+    get_producer(bootstrap)  # installs the library's SIGTERM handler
+    if hasattr(os, "sched_setaffinity"):  # one CPU: the pool's threads and workers interleave
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    context = multiprocessing.get_context("fork")
+    codes: list[int | None] = []
+    for _ in range(count):
+        pool = context.Pool(2)
+        before = {child.pid for child in multiprocessing.active_children()}
+        pool.apply_async(os._exit, (1,))  # the worker that runs it dies; the pool forks another
+        replacement = _new_child(before)
+        terminating = threading.Thread(target=pool.terminate, daemon=True)
+        terminating.start()
+        terminating.join(JOIN_SECONDS)
+        if terminating.is_alive():  # a worker survived its one SIGTERM: terminate() waits
+            for child in multiprocessing.active_children():
+                if child.pid is not None:
+                    os.kill(child.pid, signal.SIGKILL)
+            terminating.join()
+            codes.append(None)
+            break
+        codes.append(replacement.exitcode)
+    return codes
+
+
+def _sigterm_here_soon() -> None:
+    time.sleep(0.5)  # the main thread is in lock.acquire() by then
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+
+def _send_then_block(bootstrap: str) -> None:
+    # The child's own client (a linger longer than the test: only the exit flush sends).
+    producer = get_producer(bootstrap, {"linger.ms": 60_000})
+    for index in range(EVENTS):
+        producer.send(TOPIC, None, {"message": "from a blocked child", "seq": index})
+    lock = threading.Lock()
+    lock.acquire()
+    threading.Thread(target=_sigterm_here_soon, daemon=True).start()
+    lock.acquire()  # forever, unless a signal interrupts it (and its handler raises)
+
+
+def blocked(bootstrap: str, count: int) -> list[int | None]:
+    get_producer(bootstrap)  # installs the library's SIGTERM handler
+    context = multiprocessing.get_context("fork")
+    codes = []
+    for _ in range(count):
+        child = context.Process(target=_send_then_block, args=(bootstrap,))
+        child.start()
+        codes.append(_wait(child))
+    return codes
+
+
 if __name__ == "__main__":
     scenario, servers = sys.argv[1], sys.argv[2]
     count = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-    exitcodes = {"early": early, "garbage": garbage}[scenario](servers, count)
+    scenarios = {"early": early, "garbage": garbage, "replaced": replaced, "blocked": blocked}
+    exitcodes = scenarios[scenario](servers, count)
     survivors = sum(code is None for code in exitcodes)
     print(json.dumps({"exitcodes": exitcodes, "survivors": survivors}), flush=True)
