@@ -161,7 +161,8 @@ def to_payload(raw: bytes | None, source: Source) -> tuple[bytes, bool]:
     if raw is None:
         value = _decode(raw)  # raises Unshippable: an empty value
     else:
-        raw = replace_forbidden_json(raw)  # U+0000 in any string: LogTide would answer 500
+        if raw.find(b"\\") >= 0:  # without a backslash there is no escape to replace
+            raw = replace_forbidden_json(raw)  # U+0000 in any string: LogTide would answer 500
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -194,18 +195,40 @@ def _splice(raw: bytes, value: dict[str, Any], source: Source) -> bytes | None:
         # Perhaps nested deeper than orjson encodes: encode_entry repairs it.  (A shorter
         # value cannot hold that many brackets, opened and closed: no need to count.)
         return None
-    if raw.endswith(b"}}") and "trace_id" not in value and "span_id" not in value:
-        end = len(raw) - 2  # compact, metadata last: the common case, no search
-    else:
-        end = _metadata_end(raw, value)
-        if end < 0:
-            return None
-    return b'%s%s"kafka":%s%s' % (
+    topic, partition, offset, _, _ = source  # unpacked: no slice
+    head = _kafka_heads.get(topic)
+    if head is None:
+        head = _kafka_head(topic)
+    if len(value) == _ENTRY_MIN and raw.endswith(b"}}"):
+        # No trace_id or span_id (_is_native counted the fields): compact, metadata last,
+        # the common case, no search.
+        return b'%b%b%b%d,"offset":%d}}}' % (
+            raw[:-2],
+            b"," if value["metadata"] else b"",
+            head,
+            partition,
+            offset,
+        )
+    end = _metadata_end(raw, value)
+    if end < 0:
+        return None
+    return b'%b%b%b%d,"offset":%d}%b' % (
         raw[:end],
         b"," if value["metadata"] else b"",
-        source.coordinates_json(),
+        head,
+        partition,
+        offset,
         raw[end:],
     )
+
+
+def _kafka_head(topic: str) -> bytes:
+    """``"kafka":{"topic":...,"partition":``, the start of the spliced member (as
+    :meth:`Source.coordinates_json` encodes it), remembered per topic."""
+    if len(_kafka_heads) >= _KAFKA_HEADS_MAX:  # a pattern subscription's many topics
+        _kafka_heads.clear()
+    head = _kafka_heads[topic] = b'"kafka":{"topic":%b,"partition":' % orjson.dumps(topic)
+    return head
 
 
 def _metadata_end(raw: bytes, value: dict[str, Any]) -> int:
@@ -355,6 +378,11 @@ _JSON_SPACE: Final = frozenset(b" \t\r\n")
 _CLOSE: Final = ord("}")
 # Opening brackets from which a value may be nested deeper than orjson's 254 levels.
 _SPLICE_DEPTH: Final = 250
+# The top-level fields of a native event without trace_id and span_id.
+_ENTRY_MIN: Final = 5
+#: The start of the spliced ``kafka`` member, per topic (see _kafka_head).
+_kafka_heads: dict[str, bytes] = {}
+_KAFKA_HEADS_MAX: Final = 1024
 #: The date, time and dot of the last time text WRITTEN_TIME_PATTERN accepted.
 _checked_second = ""
 #: The last time text and service name accepted whole (events in a row mostly share them).
@@ -436,7 +464,7 @@ def _is_native(value: Any) -> bool:
         metadata = value["metadata"]
     except KeyError:
         return False
-    fields = 5
+    fields = _ENTRY_MIN
     if "trace_id" in value:
         trace_id = value["trace_id"]
         if trace_id.__class__ is not str or not _TRACE_ID.fullmatch(trace_id):
