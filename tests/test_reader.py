@@ -136,6 +136,7 @@ def test_every_item_is_tracked_in_its_own_partition_whatever_the_order() -> None
     items = [item for batch in iter(reader.batch, []) for item in batch]
     assert [(i.source.topic, i.source.partition) for i in items] == order
     for item in items:  # each payload carries its own message's coordinates
+        assert item.payload is not None
         assert orjson.loads(item.payload)["metadata"]["kafka"] == item.source.coordinates()
     # All done but the second item of logs.t/0 and the first ones of logs.u/0 and /1.
     held = {("logs.t", 0, 1), ("logs.u", 0, 0), ("logs.u", 1, 0)}
