@@ -464,22 +464,23 @@ def _is_native(value: Any) -> bool:
         metadata = value["metadata"]
     except KeyError:
         return False
-    fields = _ENTRY_MIN
-    if "trace_id" in value:
-        trace_id = value["trace_id"]
-        if trace_id.__class__ is not str or not _TRACE_ID.fullmatch(trace_id):
-            return False
-        fields += 1
-    if "span_id" in value:
-        span_id = value["span_id"]
-        if span_id.__class__ is not str or not SPAN_ID.fullmatch(span_id):
-            return False
-        fields += 1
-    # The fields counted above are all there is (no key outside the contract's
+    fields = len(value)
+    if fields != _ENTRY_MIN:  # five fields, all found above: no trace_id, no span_id
+        if "trace_id" in value:
+            trace_id = value["trace_id"]
+            if trace_id.__class__ is not str or not _TRACE_ID.fullmatch(trace_id):
+                return False
+            fields -= 1
+        if "span_id" in value:
+            span_id = value["span_id"]
+            if span_id.__class__ is not str or not SPAN_ID.fullmatch(span_id):
+                return False
+            fields -= 1
+    # The fields found above are all there is (no key outside the contract's
     # ENTRY_FIELDS); the time and service checks run only for a text other than the last
     # one they accepted.
     return (
-        len(value) == fields
+        fields == _ENTRY_MIN
         and time.__class__ is str
         and service.__class__ is str
         and level.__class__ is str
