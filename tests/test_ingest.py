@@ -423,6 +423,19 @@ def test_body_is_the_logs_array_and_its_size_is_exact() -> None:
     assert body_size(len(encoded[0]), 1) == len(encode_body(encoded[:1]))
 
 
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 1000])
+def test_the_body_is_the_entries_joined_in_the_envelope_and_they_stay_as_they_are(
+    count: int,
+) -> None:
+    entries = [encode_entry({**NATIVE, "message": f"m{n}"}) for n in range(count)]
+    kept = list(entries)
+    body = encode_body(entries)
+    assert body == b'{"logs":[' + b",".join(kept) + b"]}"
+    assert body_size(sum(map(len, entries)), count) == len(body)
+    assert entries == kept  # the caller's entries are not changed
+    assert [len(entry) for entry in entries] == [len(entry) for entry in kept]
+
+
 WEIRD: list[bytes] = [
     orjson.dumps(value)
     for value in (
