@@ -139,7 +139,8 @@ class Reader:
         consumed = normalized = dropped = 0
         # A consume() result comes in runs from one partition: its key and track are
         # looked up once per run.  (No rebalance callback runs during this call.)
-        key: PartitionKey = ("", -1)  # no partition: the first message sets both
+        # Partition -1 is none: the first message replaces both.
+        key: PartitionKey = ("", -1)
         track = self._pending
         try:
             for message in messages:
