@@ -423,6 +423,19 @@ def test_body_is_the_logs_array_and_its_size_is_exact() -> None:
     assert body_size(len(encoded[0]), 1) == len(encode_body(encoded[:1]))
 
 
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 1000])
+def test_the_body_is_the_entries_joined_in_the_envelope_and_they_stay_as_they_are(
+    count: int,
+) -> None:
+    entries = [encode_entry({**NATIVE, "message": f"m{n}"}) for n in range(count)]
+    kept = list(entries)
+    body = encode_body(entries)
+    assert body == b'{"logs":[' + b",".join(kept) + b"]}"
+    assert body_size(sum(map(len, entries)), count) == len(body)
+    assert entries == kept  # the caller's entries are not changed
+    assert [len(entry) for entry in entries] == [len(entry) for entry in kept]
+
+
 WEIRD: list[bytes] = [
     orjson.dumps(value)
     for value in (
@@ -673,3 +686,42 @@ def test_the_time_check_per_second_is_the_pattern(text: str) -> None:
 )
 def test_the_coordinates_json_is_the_coordinates_encoded(source: Source) -> None:
     assert source.coordinates_json() == orjson.dumps(source.coordinates())
+
+
+@pytest.mark.parametrize(
+    "source",
+    [SOURCE, Source("logs.x", 0, 0), Source('odd "topic" \\ \u00e9', 2**31 - 1, 2**63 - 1)],
+)
+@pytest.mark.parametrize(
+    "tail", [b"}", b',"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7"}']
+)
+@pytest.mark.parametrize("metadata", [b"{}", b'{"a":1}'])
+def test_the_spliced_member_is_the_coordinates_encoded(
+    source: Source, tail: bytes, metadata: bytes
+) -> None:
+    """The spliced ``kafka`` member (its start remembered per topic) for odd topic names,
+    the largest partition and offset, with and without ids after the metadata."""
+    raw = _PLAIN + b'"metadata":' + metadata + tail
+    for _ in range(2):  # the topic's start is made, then remembered
+        payload, converted = to_payload(raw, source)
+        assert not converted
+        assert payload.startswith(_PLAIN + b'"metadata":' + metadata[:-1])  # spliced
+        assert orjson.loads(payload)["metadata"]["kafka"] == source.coordinates()
+        assert payload == raw.replace(
+            metadata + tail,
+            metadata[:-1]
+            + (b"," if metadata != b"{}" else b"")
+            + b'"kafka":'
+            + source.coordinates_json()
+            + b"}"
+            + tail,
+        )
+
+
+def test_the_remembered_topic_starts_are_bounded() -> None:
+    raw = _PLAIN + b'"metadata":{}}'
+    for n in range(2 * _ingest._KAFKA_HEADS_MAX + 3):
+        source = Source(f"logs.t{n}", 0, n)
+        payload, _ = to_payload(raw, source)
+        assert orjson.loads(payload)["metadata"]["kafka"] == source.coordinates()
+        assert len(_ingest._kafka_heads) <= _ingest._KAFKA_HEADS_MAX

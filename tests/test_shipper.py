@@ -930,3 +930,21 @@ def test_two_shippers_share_partitions_survive_a_rebalance_and_a_second_group_ge
             ends = non_empty(end_offsets(kafka_bootstrap, topic))
             assert committed(kafka_bootstrap, group_config.group, topic) == ends
             assert committed(kafka_bootstrap, other_config.group, topic) == ends
+
+
+def test_a_shipping_process_freezes_its_start_up_heap_and_collects_young_objects_less_often() -> (
+    None
+):
+    """``_freeze_start_up_heap`` changes the collector process-wide: run in a child."""
+    code = (
+        "import gc, json\n"
+        "from logtide_kafka.pipeline.shipper import _GEN0_THRESHOLD, _freeze_start_up_heap\n"
+        "before = gc.get_threshold()\n"
+        "_freeze_start_up_heap()\n"
+        "print(json.dumps([before, gc.get_threshold(), gc.get_freeze_count(), _GEN0_THRESHOLD]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after, frozen, gen0 = json.loads(out.stdout)
+    assert after == [gen0, *before[1:]]
+    assert gen0 > before[0]
+    assert frozen > 1000  # the modules and classes imported at start-up

@@ -161,7 +161,8 @@ def to_payload(raw: bytes | None, source: Source) -> tuple[bytes, bool]:
     if raw is None:
         value = _decode(raw)  # raises Unshippable: an empty value
     else:
-        raw = replace_forbidden_json(raw)  # U+0000 in any string: LogTide would answer 500
+        if raw.find(b"\\") >= 0:  # without a backslash there is no escape to replace
+            raw = replace_forbidden_json(raw)  # U+0000 in any string: LogTide would answer 500
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -194,18 +195,40 @@ def _splice(raw: bytes, value: dict[str, Any], source: Source) -> bytes | None:
         # Perhaps nested deeper than orjson encodes: encode_entry repairs it.  (A shorter
         # value cannot hold that many brackets, opened and closed: no need to count.)
         return None
-    if raw.endswith(b"}}") and "trace_id" not in value and "span_id" not in value:
-        end = len(raw) - 2  # compact, metadata last: the common case, no search
-    else:
-        end = _metadata_end(raw, value)
-        if end < 0:
-            return None
-    return b'%s%s"kafka":%s%s' % (
+    topic, partition, offset, _, _ = source  # unpacked: no slice
+    head = _kafka_heads.get(topic)
+    if head is None:
+        head = _kafka_head(topic)
+    if len(value) == _ENTRY_MIN and raw.endswith(b"}}"):
+        # No trace_id or span_id (_is_native counted the fields): compact, metadata last,
+        # the common case, no search.
+        return b'%b%b%b%d,"offset":%d}}}' % (
+            raw[:-2],
+            b"," if value["metadata"] else b"",
+            head,
+            partition,
+            offset,
+        )
+    end = _metadata_end(raw, value)
+    if end < 0:
+        return None
+    return b'%b%b%b%d,"offset":%d}%b' % (
         raw[:end],
         b"," if value["metadata"] else b"",
-        source.coordinates_json(),
+        head,
+        partition,
+        offset,
         raw[end:],
     )
+
+
+def _kafka_head(topic: str) -> bytes:
+    """``"kafka":{"topic":...,"partition":``, the start of the spliced member (as
+    :meth:`Source.coordinates_json` encodes it), remembered per topic."""
+    if len(_kafka_heads) >= _KAFKA_HEADS_MAX:  # a pattern subscription's many topics
+        _kafka_heads.clear()
+    head = _kafka_heads[topic] = b'"kafka":{"topic":%b,"partition":' % orjson.dumps(topic)
+    return head
 
 
 def _metadata_end(raw: bytes, value: dict[str, Any]) -> int:
@@ -275,13 +298,26 @@ def encode_entry(entry: dict[str, Any]) -> bytes:
 
 
 def encode_body(entries: Sequence[bytes]) -> bytes:
-    """The request body ``{"logs": [...]}`` from already encoded entries."""
-    return b'{"logs":[' + b",".join(entries) + b"]}"
+    """The request body ``{"logs": [...]}`` from already encoded entries.
+
+    Built by one join: the envelope goes onto the first and last entries, so the body (up
+    to a few MB) is allocated and copied once, not three times."""
+    if not entries:
+        return _EMPTY_BODY
+    parts = list(entries)
+    parts[0] = _BODY_HEAD + parts[0]
+    parts[-1] += _BODY_TAIL
+    return b",".join(parts)
 
 
 def body_size(entry_sizes: int, count: int) -> int:
     """Size in bytes of the body :func:`encode_body` makes from ``count`` entries."""
-    return 11 + entry_sizes + max(0, count - 1)
+    return len(_EMPTY_BODY) + entry_sizes + max(0, count - 1)
+
+
+_BODY_HEAD: Final = b'{"logs":['
+_BODY_TAIL: Final = b"]}"
+_EMPTY_BODY: Final = _BODY_HEAD + _BODY_TAIL
 
 
 def to_logtide_level(level: object) -> str | None:
@@ -355,6 +391,11 @@ _JSON_SPACE: Final = frozenset(b" \t\r\n")
 _CLOSE: Final = ord("}")
 # Opening brackets from which a value may be nested deeper than orjson's 254 levels.
 _SPLICE_DEPTH: Final = 250
+# The top-level fields of a native event without trace_id and span_id.
+_ENTRY_MIN: Final = 5
+#: The start of the spliced ``kafka`` member, per topic (see _kafka_head).
+_kafka_heads: dict[str, bytes] = {}
+_KAFKA_HEADS_MAX: Final = 1024
 #: The date, time and dot of the last time text WRITTEN_TIME_PATTERN accepted.
 _checked_second = ""
 #: The last time text and service name accepted whole (events in a row mostly share them).
@@ -436,22 +477,23 @@ def _is_native(value: Any) -> bool:
         metadata = value["metadata"]
     except KeyError:
         return False
-    fields = 5
-    if "trace_id" in value:
-        trace_id = value["trace_id"]
-        if trace_id.__class__ is not str or not _TRACE_ID.fullmatch(trace_id):
-            return False
-        fields += 1
-    if "span_id" in value:
-        span_id = value["span_id"]
-        if span_id.__class__ is not str or not SPAN_ID.fullmatch(span_id):
-            return False
-        fields += 1
-    # The fields counted above are all there is (no key outside the contract's
+    fields = len(value)
+    if fields != _ENTRY_MIN:  # five fields, all found above: no trace_id, no span_id
+        if "trace_id" in value:
+            trace_id = value["trace_id"]
+            if trace_id.__class__ is not str or not _TRACE_ID.fullmatch(trace_id):
+                return False
+            fields -= 1
+        if "span_id" in value:
+            span_id = value["span_id"]
+            if span_id.__class__ is not str or not SPAN_ID.fullmatch(span_id):
+                return False
+            fields -= 1
+    # The fields found above are all there is (no key outside the contract's
     # ENTRY_FIELDS); the time and service checks run only for a text other than the last
     # one they accepted.
     return (
-        len(value) == fields
+        fields == _ENTRY_MIN
         and time.__class__ is str
         and service.__class__ is str
         and level.__class__ is str

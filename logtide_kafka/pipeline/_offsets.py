@@ -45,10 +45,15 @@ class Offsets:
 
     def add(self, key: PartitionKey, item: Item) -> None:
         """Track ``item``, just consumed from partition ``key`` (in offset order)."""
+        self.track(key).append(item)
+
+    def track(self, key: PartitionKey) -> collections.deque[Item]:
+        """The track of partition ``key``: append its items, just consumed, in offset
+        order.  Valid until the next rebalance callback (it may drop the track)."""
         track = self._track.get(key)
         if track is None:
             track = self._track[key] = collections.deque()
-        track.append(item)
+        return track
 
     def freeze(self) -> None:
         """Commit nothing from now on: the run stopped on an error."""

@@ -133,10 +133,15 @@ class Reader:
         Runs for every message consumed, so the common case is one loop with its lookups
         hoisted, and the counters reach the metrics (a lock) once per call."""
         pending = self._pending.append
-        track = self._offsets.add
+        track_of = self._offsets.track
         dlq_topic = self._dlq_topic
         repeats = self._recent.repeats
         consumed = normalized = dropped = 0
+        # A consume() result comes in runs from one partition: its key and track are
+        # looked up once per run.  (No rebalance callback runs during this call.)
+        # Partition -1 is none: the first message replaces both.
+        key: PartitionKey = ("", -1)
+        track = self._pending
         try:
             for message in messages:
                 error = message.error()
@@ -147,8 +152,10 @@ class Reader:
                 topic = message.topic() or ""
                 partition = message.partition() or 0
                 offset = message.offset() or 0
+                if partition != key[1] or topic != key[0]:
+                    key = (topic, partition)
+                    track = track_of(key)
                 kind, stamp = message.timestamp()
-                key = (topic, partition)
                 source = _new_source(
                     (topic, partition, offset, message.key(), stamp if kind else None)
                 )
@@ -173,7 +180,7 @@ class Reader:
                             normalized += converted
                             item = Item(source, raw, payload)
                 pending(item)
-                track(key, item)
+                track.append(item)
         finally:
             if consumed:
                 self._metrics.add("messages_consumed", consumed)
